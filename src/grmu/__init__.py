@@ -1,0 +1,10 @@
+"""grmu: group-robust machine unlearning."""
+
+__version__ = "0.1.0"
+
+
+class GrmuError(Exception):
+    """An error a user can fix: bad params, a missing file, an unknown name.
+
+    Stage scripts print its message as one line and exit non-zero.
+    """

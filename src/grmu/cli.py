@@ -1,0 +1,34 @@
+"""`grmu` command line: list what can be chosen in params.yaml."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _first_line(doc: str) -> str:
+    return doc.splitlines()[0] if doc else ""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="grmu", description="Group-robust machine unlearning.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("methods", help="list unlearning methods (params: method, methods.<name>)")
+    sub.add_parser("datasets", help="list datasets (params: dataset, datasets.<name>)")
+    args = ap.parse_args(argv)
+    if args.cmd == "methods":
+        from grmu.methods import list_methods
+
+        for m in list_methods():
+            opts = ", ".join(f"{k}={v}" for k, v in m.options.items()) or "no options"
+            print(f"{m.name:12s} {_first_line(m.doc)} [{opts}]")
+    elif args.cmd == "datasets":
+        from grmu.data import DATASETS, _load_builtin
+
+        _load_builtin()
+        for name, spec in sorted(DATASETS.items()):
+            print(f"{name:14s} {_first_line(spec.doc)} (default forget groups {spec.forget_groups})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Dataset registry and the prepared-dataset format.
+
+A dataset module registers a builder with ``@register_dataset(name, options=..., ...)``.
+The builder turns raw files (or packaged data) into
+
+* a per-sample table with columns ``index, split, y, a, g`` (``g = a + y * n_attrs``), and
+* the inputs as one tensor (uint8 images ``N x C x H x W`` or int64 token ids ``N x L``),
+
+which ``prepare`` writes once to ``data/prepared/`` and every later stage memory-maps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from grmu import GrmuError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class DatasetSpec:
+    name: str
+    build: Callable  # (options: dict, data_dir: Path) -> (table: DataFrame, inputs: Tensor, info: dict)
+    options: dict
+    forget_groups: list  # default forget group(s) as [y, a] pairs
+    doc: str = ""
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(name: str, *, options: dict, forget_groups: list):
+    def deco(fn):
+        DATASETS[name] = DatasetSpec(name, fn, options, [list(g) for g in forget_groups], (fn.__doc__ or "").strip())
+        return fn
+
+    return deco
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    _load_builtin()
+    if name not in DATASETS:
+        raise GrmuError(f"unknown dataset '{name}'; valid: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+def _load_builtin() -> None:
+    from grmu.data import colored_mnist  # noqa: F401  (registers itself)
+
+
+@dataclass
+class Prepared:
+    """A prepared dataset as read back from disk."""
+
+    split: np.ndarray  # str per sample
+    y: np.ndarray
+    a: np.ndarray
+    g: np.ndarray
+    inputs: object  # torch.Tensor
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.meta["n_classes"])
+
+    @property
+    def n_attrs(self) -> int:
+        return int(self.meta["n_attrs"])
+
+    @property
+    def n_groups(self) -> int:
+        return self.n_classes * self.n_attrs
+
+    def indices(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.split == split)
+
+    def group_counts(self, idx: np.ndarray) -> np.ndarray:
+        return np.bincount(self.g[idx], minlength=self.n_groups)
+
+
+def group_index(y, a, n_attrs: int):
+    """g = a + y * n_attrs (the paper's convention)."""
+    return a + y * n_attrs
+
+
+def save_prepared(out_dir: str | Path, table, inputs, meta: dict) -> None:
+    """Write ``samples.csv``, ``inputs.pt`` and ``meta.json`` atomically into ``out_dir``."""
+    import torch
+
+    from grmu.runtime import atomic_path, write_json
+
+    missing = {"index", "split", "y", "a"} - set(table.columns)
+    if missing:
+        raise GrmuError(f"dataset table lacks columns {sorted(missing)}")
+    bad = set(table["split"]) - set(SPLITS)
+    if bad:
+        raise GrmuError(f"unknown split names {sorted(bad)}; valid: {', '.join(SPLITS)}")
+    table = table.copy()
+    table["g"] = group_index(table["y"].to_numpy(), table["a"].to_numpy(), meta["n_attrs"])
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir / "inputs.pt") as tmp:
+        torch.save(inputs, tmp)
+    with atomic_path(out_dir / "samples.csv") as tmp:
+        table[["index", "split", "y", "a", "g"]].to_csv(tmp, index=False)
+    write_json(out_dir / "meta.json", meta)
+
+
+def load_prepared(out_dir: str | Path) -> Prepared:
+    import pandas as pd
+    import torch
+
+    from grmu.runtime import read_json
+
+    out_dir = Path(out_dir)
+    meta = read_json(out_dir / "meta.json", "prepared dataset")
+    table = pd.read_csv(out_dir / "samples.csv")
+    inputs = torch.load(out_dir / "inputs.pt", mmap=True)
+    if len(table) != len(inputs) or not (table["index"].to_numpy() == np.arange(len(table))).all():
+        raise GrmuError(f"prepared dataset in {out_dir} is inconsistent; rerun `dvc repro prepare`")
+    return Prepared(
+        split=table["split"].to_numpy().astype(str),
+        y=table["y"].to_numpy().astype(np.int64),
+        a=table["a"].to_numpy().astype(np.int64),
+        g=table["g"].to_numpy().astype(np.int64),
+        inputs=inputs,
+        meta=meta,
+    )

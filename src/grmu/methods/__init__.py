@@ -1,0 +1,97 @@
+"""Unlearning methods, one file each, registered by name.
+
+A method is a function ``run(ctx: UnlearnContext) -> model`` decorated with
+``@register_method(name, options={...})``; ``options`` are its own hyperparameters with
+defaults, settable in ``params.yaml`` under ``methods.<name>``. Shared hyperparameters
+(epochs, lr, batch size, schedule) come from the ``unlearn`` section. ``method=<name>``
+resolves through ``get_method``; ``grmu methods`` lists them.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from grmu import GrmuError
+from grmu.robust import reweight_weights
+from grmu.train import Pass, ce_loss, fit
+
+
+@dataclass
+class MethodSpec:
+    name: str
+    run: Callable
+    options: dict
+    doc: str = ""
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(name: str, *, options: dict | None = None):
+    def deco(fn):
+        METHODS[name] = MethodSpec(name, fn, dict(options or {}), (fn.__doc__ or "").strip())
+        return fn
+
+    return deco
+
+
+def _load_builtin() -> None:
+    from grmu.methods import finetune  # noqa: F401  (registers itself)
+
+
+def get_method(name: str) -> MethodSpec:
+    _load_builtin()
+    if name not in METHODS:
+        raise GrmuError(f"unknown method '{name}'; valid: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def list_methods() -> list[MethodSpec]:
+    _load_builtin()
+    return [METHODS[k] for k in sorted(METHODS)]
+
+
+@dataclass
+class UnlearnContext:
+    """Everything a method may use. ``model`` starts as a copy of PRETRAIN; ``original`` is
+    PRETRAIN itself (frozen, eval mode) for methods that compare against it."""
+
+    model: object
+    prep: object
+    forget_idx: np.ndarray
+    remaining_idx: np.ndarray
+    cfg: dict  # the `unlearn` section
+    options: dict  # this method's own options
+    reweight: bool
+    seed: int
+    live: object = None
+    original: object = field(default=None)
+
+    def __post_init__(self):
+        if self.original is None:
+            self.original = copy.deepcopy(self.model).eval()
+            for p in self.original.parameters():
+                p.requires_grad_(False)
+
+    def remaining_pass(self, loss: Callable = ce_loss, batch_size: int | None = None, name: str = "remaining") -> Pass:
+        """A pass over the remaining set; with REWEIGHT on, drawn with the REWEIGHT weights."""
+        weights = None
+        if self.reweight:
+            g = self.prep.g
+            weights = reweight_weights(g[self.prep.indices("train")], g[self.remaining_idx], self.prep.n_groups)
+        return Pass(name, self.remaining_idx, loss, batch_size or self.cfg["batch_size"], weights)
+
+    def forget_pass(self, loss: Callable, batch_size: int | None = None, name: str = "forget") -> Pass:
+        return Pass(name, self.forget_idx, loss, batch_size or self.cfg["batch_size"])
+
+    def fit(self, passes: Callable[[int], list[Pass]], **kw):
+        """The shared training loop over ``cfg['epochs']`` epochs; returns the last-epoch model
+        (unlearning does no model selection). Logs val and forget accuracy each epoch."""
+        model, _ = fit(
+            self.model, self.prep, passes, self.cfg, seed=self.seed, val_idx=self.prep.indices("val"),
+            watch={"forget": self.forget_idx}, live=self.live, desc=kw.pop("desc", "unlearn"), **kw,
+        )
+        return model

@@ -1,0 +1,162 @@
+"""Every metric of the paper (and its appendix), each returned x100 like the paper's tables.
+
+Notation: ``pred`` predicted classes, ``y`` targets, ``a`` sensitive attributes. The forget
+groups are a list of (y, a) pairs; ``T`` = their targets and ``S`` = their sensitive values.
+For binary data with one forget group (t, s), ``y in T`` is ``y == t`` and ``a in S`` is ``a == s``.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+
+METRIC_KEYS = ("RA", "UA", "TA", "MIA", "EO", "GA")  # the paper's avg. gap set
+
+
+def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
+    """100 * mean(pred == y); NaN on an empty set."""
+    return float(np.mean(pred == y) * 100) if len(y) else float("nan")
+
+
+def group_accuracies(pred, y, g, n_groups: int) -> list[float]:
+    """Accuracy within each group g (NaN where the group has no sample)."""
+    return [accuracy(pred[g == k], y[g == k]) for k in range(n_groups)]
+
+
+def worst_group_accuracy(pred, y, g, n_groups: int) -> float:
+    """WG = min over groups present of the group's accuracy (paper App. B.6)."""
+    accs = [v for v in group_accuracies(pred, y, g, n_groups) if not np.isnan(v)]
+    return min(accs)
+
+
+def in_groups(y, a, groups) -> np.ndarray:
+    """Mask of samples whose (y, a) is one of ``groups``."""
+    mask = np.zeros(len(y), dtype=bool)
+    for t, s in groups:
+        mask |= (y == t) & (a == s)
+    return mask
+
+
+def forget_group_accuracy(pred, y, a, groups) -> float:
+    """GA = accuracy on the test samples of the forget group(s): (y, a) in ``groups``."""
+    m = in_groups(y, a, groups)
+    return accuracy(pred[m], y[m])
+
+
+def _binarise(y, a, groups):
+    T = sorted({t for t, _ in groups})
+    S = sorted({s for _, s in groups})
+    return np.isin(y, T), np.isin(a, S), T
+
+
+def equalized_odds(pred, y, a, groups) -> float:
+    """EO = ½ (|acc[0][0] − acc[0][1]| + |acc[1][0] − acc[1][1]|).
+
+    ``acc[t][s]`` is the accuracy of the (multi-class) prediction within the cell
+    ``t = [y in T]``, ``s = [a in S]`` (fact sheet §6). For binary tasks this is
+    ½(|ΔTPR| + |ΔFPR|) across the sensitive attribute: the paper's Eq. 11.
+    """
+    ta, sa, _ = _binarise(y, a, groups)
+    correct = pred == y
+    gaps = []
+    for t in (False, True):
+        cells = [correct[(ta == t) & (sa == s)] for s in (False, True)]
+        accs = [c.mean() * 100 if len(c) else np.nan for c in cells]
+        gaps.append(abs(accs[0] - accs[1]))
+    return float(np.nanmean(gaps)) if not all(np.isnan(gaps)) else float("nan")
+
+
+def demographic_parity(pred, y, a, groups) -> float:
+    """DP = |P(Ŷ=1 | A=0) − P(Ŷ=1 | A=1)|, with Ŷ=1 meaning "predicted class in T"
+    and A=1 meaning "a in S" (paper App. B.6)."""
+    _, sa, T = _binarise(y, a, groups)
+    yhat = np.isin(pred, T)
+    if sa.all() or (~sa).all():
+        return float("nan")
+    return float(abs(yhat[~sa].mean() - yhat[sa].mean()) * 100)
+
+
+def equal_opportunity(pred, y, a, groups) -> float:
+    """EP = |P(Ŷ=1 | Y=1, A=0) − P(Ŷ=1 | Y=1, A=1)|, binarised as in ``demographic_parity``."""
+    ta, sa, T = _binarise(y, a, groups)
+    yhat = np.isin(pred, T)
+    pos0, pos1 = ta & ~sa, ta & sa
+    if not pos0.any() or not pos1.any():
+        return float("nan")
+    return float(abs(yhat[pos0].mean() - yhat[pos1].mean()) * 100)
+
+
+MIA_GRID = [(n, c) for n in (20, 50, 100) for c in ("gini", "entropy")]
+
+
+def mia_efficacy(loss_remaining, loss_val, loss_forget, loss_test, mode: str = "best_of_grid") -> dict:
+    """MIA-efficacy (paper Eq. 10): ``100 · TN / |D_f|``.
+
+    A random forest learns member (remaining-set losses, label 1) vs non-member
+    (validation losses, label 0) from the per-sample cross-entropy loss alone; efficacy is
+    the share of forget samples it calls non-members. ``best_of_grid`` (the paper's code and
+    our default) fits the 6 forests n_estimators ∈ {20, 50, 100} × criterion ∈ {gini,
+    entropy} (random_state 0) and reports the highest efficacy, which is optimistic;
+    ``single`` fits only (100, gini). Also returns that forest's AUC of P(member) on
+    forget (1) vs test (0).
+    """
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import roc_auc_score
+
+    X = np.concatenate([loss_remaining, loss_val]).reshape(-1, 1)
+    lab = np.concatenate([np.ones(len(loss_remaining)), np.zeros(len(loss_val))])
+    grid = MIA_GRID if mode == "best_of_grid" else [(100, "gini")]
+    best = None
+    for n, crit in grid:
+        rf = RandomForestClassifier(n_estimators=n, criterion=crit, random_state=0, n_jobs=1)
+        rf.fit(X, lab)
+        eff = float((rf.predict(np.reshape(loss_forget, (-1, 1))) == 0).mean() * 100)
+        if best is None or eff > best["MIA"]:
+            scores = rf.predict_proba(np.concatenate([loss_forget, loss_test]).reshape(-1, 1))[:, 1]
+            truth = np.concatenate([np.ones(len(loss_forget)), np.zeros(len(loss_test))])
+            best = {"MIA": eff, "MIA_AUC": float(roc_auc_score(truth, scores) * 100), "MIA_config": f"{n}-{crit}"}
+    return best
+
+
+def avg_gap(model: dict, reference: dict, keys=METRIC_KEYS) -> float:
+    """avg. gap = 100 − mean over keys of |m_model − m_reference| (same seed and ratio)."""
+    return float(100 - np.mean([abs(model[k] - reference[k]) for k in keys]))
+
+
+def tow(model: dict, reference: dict) -> float:
+    """ToW = 100 · Π over {RA, UA, TA} of (1 − |Δ| / 100)."""
+    return float(100 * np.prod([1 - abs(model[k] - reference[k]) / 100 for k in ("RA", "UA", "TA")]))
+
+
+def evaluate(model, prep, forget_idx, remaining_idx, groups, mia_mode="best_of_grid", batch_size=512) -> dict:
+    """All metrics of one model on one (ratio, seed) split. Forget-group metrics use ``groups``."""
+    import torch
+    import torch.nn.functional as F
+
+    from grmu.train import predict
+
+    sets = {"remaining": remaining_idx, "forget": forget_idx, "val": prep.indices("val"), "test": prep.indices("test")}
+    pred, loss = {}, {}
+    for name, idx in sets.items():
+        logits = predict(model, prep, idx, batch_size)
+        pred[name] = logits.argmax(1).numpy()
+        loss[name] = F.cross_entropy(logits, torch.as_tensor(prep.y[idx]), reduction="none").numpy()
+    t = sets["test"]
+    yt, at, gt, pt = prep.y[t], prep.a[t], prep.g[t], pred["test"]
+    out = {
+        "RA": accuracy(pred["remaining"], prep.y[remaining_idx]),
+        "UA": accuracy(pred["forget"], prep.y[forget_idx]),
+        "TA": accuracy(pt, yt),
+    }
+    out.update(mia_efficacy(loss["remaining"], loss["val"], loss["forget"], loss["test"], mia_mode))
+    out.update(
+        {
+            "EO": equalized_odds(pt, yt, at, groups),
+            "GA": forget_group_accuracy(pt, yt, at, groups),
+            "DP": demographic_parity(pt, yt, at, groups),
+            "EP": equal_opportunity(pt, yt, at, groups),
+            "WG": worst_group_accuracy(pt, yt, gt, prep.n_groups),
+            "VA": accuracy(pred["val"], prep.y[sets["val"]]),
+            "group_acc": group_accuracies(pt, yt, gt, prep.n_groups),
+        }
+    )
+    return out

@@ -1,0 +1,217 @@
+"""Aggregation: per-seed deltas against RETRAIN+REWEIGHT, avg. gap, tables and plot data.
+
+Protocol (paper §4.1, fact sheet §6): for every (ratio, seed), each model's metrics are
+compared with RETRAIN+REWEIGHT of the *same* ratio and seed: ``Δ_k = |m_k − ref_k|`` and
+``avg. gap = 100 − mean_k Δ_k`` over k in {RA, UA, TA, MIA, EO, GA}. Tables then show
+mean ± std over seeds (numpy ``std``, ddof = 0) of the metrics, the deltas and the gap. The
+overall avg. gap of an experiment is the mean over seeds of each seed's mean over ratios.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from grmu import GrmuError
+from grmu.metrics import METRIC_KEYS, avg_gap, tow
+from grmu.runtime import read_json, write_json, write_text
+
+GOLD = "retrain_reweight"
+MODELS = ("pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")
+LABELS = {"pretrain": "PRETRAIN", "retrain_erm": "RETRAIN", "retrain_reweight": "RETRAIN+REWEIGHT",
+          "retrain_gdro": "RETRAIN+Group-DRO"}
+EXTRA_KEYS = ("WG", "DP", "EP", "MIA_AUC")
+
+
+def model_label(model: str, method: str, reweight: bool) -> str:
+    if model == "unlearned":
+        return method.upper() + ("+REWEIGHT" if reweight else "")
+    return LABELS[model]
+
+
+def fmt_ratio(r) -> str:
+    return f"{float(r):g}"
+
+
+def collect(eval_dir: str | Path, ratios, seeds, models=MODELS) -> pd.DataFrame:
+    """One row per (model, ratio, seed) with every scalar metric, read from the evaluate outputs."""
+    rows = []
+    for model in models:
+        for r in ratios:
+            for s in seeds:
+                d = read_json(Path(eval_dir) / model / f"{r}-{s}.json", "evaluation")
+                row = {"model": model, "ratio": float(r), "seed": int(s)}
+                row.update({k: v for k, v in d["metrics"].items() if isinstance(v, (int, float))})
+                row["group_acc"] = d["metrics"]["group_acc"]
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def add_gaps(df: pd.DataFrame) -> pd.DataFrame:
+    """Add per-seed Δ columns, avg_gap and ToW against RETRAIN+REWEIGHT of the same (ratio, seed)."""
+    if GOLD not in set(df["model"]):
+        raise GrmuError("avg. gap needs RETRAIN+REWEIGHT evaluations (model 'retrain_reweight')")
+    gold = df[df["model"] == GOLD].set_index(["ratio", "seed"])
+    out = []
+    for _, row in df.iterrows():
+        ref = gold.loc[(row["ratio"], row["seed"])]
+        row = row.copy()
+        for k in METRIC_KEYS:
+            row[f"d_{k}"] = abs(row[k] - ref[k])
+        row["avg_gap"] = avg_gap(row, ref)
+        row["ToW"] = tow(row, ref)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _pm(values) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{np.nanmean(v):.1f} ± {np.nanstd(v):.1f}"
+
+
+def summary_table(df: pd.DataFrame, method: str, reweight: bool) -> pd.DataFrame:
+    """Paper-style table: one row per (ratio, model): metrics mean ± std, Δ and avg. gap."""
+    rows = []
+    for r in sorted(df["ratio"].unique()):
+        for model in [m for m in MODELS if m in set(df["model"])]:
+            sub = df[(df["ratio"] == r) & (df["model"] == model)]
+            row = {"ratio": fmt_ratio(r), "model": model_label(model, method, reweight), "seeds": len(sub)}
+            for k in METRIC_KEYS + EXTRA_KEYS:
+                row[k] = _pm(sub[k])
+            for k in METRIC_KEYS:
+                row[f"Δ{k}"] = "–" if model == GOLD else f"{sub[f'd_{k}'].mean():.1f}"
+            row["avg. gap"] = "–" if model == GOLD else _pm(sub["avg_gap"])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    cols = list(table.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def overall_gap(df: pd.DataFrame, model: str = "unlearned") -> tuple[float, float]:
+    """Mean ± std over seeds of each seed's avg. gap averaged over ratios."""
+    per_seed = df[df["model"] == model].groupby("seed")["avg_gap"].mean()
+    return float(per_seed.mean()), float(per_seed.std(ddof=0))
+
+
+def summary_json(df: pd.DataFrame, method: str, reweight: bool) -> dict:
+    """Compact metrics for ``dvc metrics show`` / ``dvc exp show``."""
+    gap, gap_std = overall_gap(df)
+    out = {"method": method, "reweight": reweight, "avg_gap": round(gap, 3), "avg_gap_std": round(gap_std, 3)}
+    for r in sorted(df["ratio"].unique()):
+        block = {}
+        for model in [m for m in MODELS if m in set(df["model"])]:
+            sub = df[(df["ratio"] == r) & (df["model"] == model)]
+            block[model] = {k: round(float(sub[k].mean()), 3) for k in METRIC_KEYS + ("WG",)}
+            if model != GOLD:
+                block[model]["avg_gap"] = round(float(sub["avg_gap"].mean()), 3)
+        out[f"r{fmt_ratio(r)}"] = block
+    return out
+
+
+def ga_vs_ratio(df: pd.DataFrame) -> pd.DataFrame:
+    """Wide table: ratio, then the mean GA over seeds of each model (the paper's Fig. 2/4 view)."""
+    wide = df.groupby(["ratio", "model"])["GA"].mean().unstack("model")
+    wide = wide[[m for m in MODELS if m in wide.columns]]
+    return wide.reset_index().round(3)
+
+
+def group_acc_long(df: pd.DataFrame, group_names: list[str], method: str, reweight: bool) -> pd.DataFrame:
+    """Per-group test accuracy of each model at the largest ratio (mean over seeds), long format."""
+    r = df["ratio"].max()
+    rows = []
+    for model in [m for m in MODELS if m in set(df["model"])]:
+        accs = np.nanmean(np.array(df[(df["ratio"] == r) & (df["model"] == model)]["group_acc"].tolist(), dtype=float), 0)
+        for gi, acc in enumerate(accs):
+            rows.append({"group": f"{group_names[gi]} | {model_label(model, method, reweight)}",
+                         "accuracy": round(float(acc), 3)})
+    return pd.DataFrame(rows)
+
+
+def read_curve(live_dir: Path, metric: str) -> pd.Series | None:
+    f = live_dir / "plots" / "metrics" / f"{metric}.tsv"
+    if not f.exists():
+        return None
+    s = pd.read_csv(f, sep="\t")
+    return s.set_index("step")[metric]
+
+
+def curves(logs_dir: str | Path, ratio, seed, metric: str, models) -> pd.DataFrame:
+    """Per-epoch ``metric`` of each model's training run at (ratio, seed), wide by model."""
+    cols = {}
+    for model in models:
+        d = Path(logs_dir) / model / (str(seed) if model == "pretrain" else f"{ratio}-{seed}")
+        s = read_curve(d, metric)
+        if s is not None:
+            cols[model] = s
+    if not cols:
+        return pd.DataFrame()
+    out = pd.DataFrame(cols)
+    out.index.name = "epoch"
+    return out.reset_index().round(4)
+
+
+def plot_ga(wide: pd.DataFrame, df: pd.DataFrame, path: Path, title: str, unlearned_label: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from grmu.runtime import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    std = df.groupby(["ratio", "model"])["GA"].std(ddof=0).unstack("model")
+    for model in wide.columns[1:]:
+        ax.errorbar(wide["ratio"], wide[model], yerr=std[model].to_numpy(), marker="o", capsize=3,
+                    label=LABELS.get(model, unlearned_label))
+    ax.set_xlabel("unlearning ratio")
+    ax.set_ylabel("GA: test accuracy of the forget group (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def aggregate(params: dict, eval_dir, logs_dir, prepared_meta: dict, metrics_dir, plots_dir) -> pd.DataFrame:
+    """Write metrics/summary.json, metrics/table.{md,csv}, metrics/per_seed.csv and plots/*."""
+    method, reweight = params["method"], params["reweight"]
+    ratios, seeds = params["ratios"], params["seeds"]
+    df = add_gaps(collect(eval_dir, ratios, seeds))
+    metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
+    table = summary_table(df, method, reweight)
+    header = (f"# {prepared_meta['dataset']}: {model_label('unlearned', method, reweight)} vs references\n\n"
+              f"Mean ± std over seeds {list(seeds)}; Δ and avg. gap against RETRAIN+REWEIGHT of the same "
+              f"seed and ratio. Forget groups: {params['forget']['groups'] or prepared_meta['default_forget_groups']}.\n\n")
+    write_text(metrics_dir / "table.md", header + to_markdown(table))
+    with_paths = [(metrics_dir / "table.csv", table), (metrics_dir / "per_seed.csv", df.drop(columns=["group_acc"]))]
+    for path, frame in with_paths:
+        write_text(path, frame.to_csv(index=False))
+    write_json(metrics_dir / "summary.json", summary_json(df, method, reweight))
+
+    names = [f"g{i} ({prepared_meta['classes'][i // prepared_meta['n_attrs']]}, "
+             f"{prepared_meta['attrs'][i % prepared_meta['n_attrs']]})"
+             for i in range(prepared_meta["n_classes"] * prepared_meta["n_attrs"])]
+    wide = ga_vs_ratio(df)
+    write_text(plots_dir / "ga_vs_ratio.csv", wide.to_csv(index=False))
+    write_text(plots_dir / "group_acc.csv", group_acc_long(df, names, method, reweight).to_csv(index=False))
+    ref_models = ["pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro"]
+    r_max, s0 = max(ratios), seeds[0]
+    write_text(plots_dir / "curves_reference.csv", curves(logs_dir, r_max, s0, "val_acc", ref_models).to_csv(index=False))
+    unl = pd.DataFrame()
+    for metric in ("val_acc", "forget_acc"):
+        c = curves(logs_dir, r_max, s0, metric, ["unlearned"])
+        if not c.empty:
+            unl = c.rename(columns={"unlearned": metric}) if unl.empty else unl.merge(
+                c.rename(columns={"unlearned": metric}), on="epoch")
+    write_text(plots_dir / "curves_unlearn.csv", unl.to_csv(index=False))
+    plot_ga(wide, df, plots_dir / "ga_vs_ratio.png", f"{prepared_meta['dataset']}: GA vs unlearning ratio",
+            model_label("unlearned", method, reweight))
+    return df

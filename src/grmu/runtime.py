@@ -1,0 +1,100 @@
+"""Process-level plumbing shared by every stage: seeding, device, atomic writes, run info."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from grmu import GrmuError, __version__
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch, and ask torch for deterministic kernels."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
+def device():
+    """CUDA when present, else CPU (``GRMU_DEVICE`` overrides)."""
+    import torch
+
+    name = os.environ.get("GRMU_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def run_info(seed: int | None = None) -> dict:
+    """Seed, package versions and device: stored next to every stage's outputs."""
+    import torch
+
+    dev = device()
+    return {
+        "seed": seed,
+        "grmu": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "dvc": _version("dvc"),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+    }
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: str | Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def read_json(path: str | Path, what: str = "file"):
+    path = Path(path)
+    if not path.exists():
+        raise GrmuError(f"missing {what}: {path} (run the stage that makes it, e.g. `dvc repro`)")
+    return json.loads(path.read_text())
+
+
+def stage_main(fn) -> None:
+    """Run a stage's ``fn()``: a GrmuError becomes one line on stderr and exit code 2."""
+    try:
+        fn()
+    except GrmuError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,79 @@
+"""Forget / remaining set construction.
+
+The forget set for (ratio r, seed s) is drawn once and persisted; every later stage reads
+that file, nothing re-samples (the official code re-sampled on every run, fact sheet §8.1).
+
+* pool   = training samples whose (y, a) is one of the forget groups
+* forget = ``int(r * |pool|)`` samples drawn uniformly without replacement from the pool
+           (not stratified per group), with ``numpy.random.default_rng(s)``
+* remaining = train − forget (every other group in full, plus the rest of the pool)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from grmu import GrmuError
+from grmu.data import Prepared
+
+
+def resolve_groups(prep: Prepared, groups: list) -> list[list[int]]:
+    """Check forget groups against the dataset and return them as [y, a] int pairs."""
+    out = []
+    for pair in groups:
+        y, a = (int(v) for v in pair)
+        if not (0 <= y < prep.n_classes and 0 <= a < prep.n_attrs):
+            raise GrmuError(
+                f"forget group [y={y}, a={a}] does not exist: y must be in 0..{prep.n_classes - 1}, "
+                f"a in 0..{prep.n_attrs - 1}"
+            )
+        out.append([y, a])
+    return out
+
+
+def forget_pool(prep: Prepared, groups: list) -> np.ndarray:
+    train = prep.indices("train")
+    mask = np.zeros(len(train), dtype=bool)
+    for y, a in groups:
+        mask |= (prep.y[train] == y) & (prep.a[train] == a)
+    return train[mask]
+
+
+def sample_forget(prep: Prepared, groups: list, ratio: float, seed: int) -> np.ndarray:
+    """Sorted indices of the forget set for (ratio, seed)."""
+    if not 0 < ratio <= 1:
+        raise GrmuError(f"ratio {ratio!r} is outside (0, 1]")
+    groups = resolve_groups(prep, groups)
+    pool = forget_pool(prep, groups)
+    if len(pool) == 0:
+        raise GrmuError(f"forget groups {groups} have no training samples; pick groups present in the train split")
+    n = int(ratio * len(pool))
+    if n == 0:
+        raise GrmuError(f"ratio {ratio} of a pool of {len(pool)} samples forgets nothing; use a larger ratio")
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(pool, size=n, replace=False))
+
+
+def remaining_indices(prep: Prepared, forget: np.ndarray) -> np.ndarray:
+    train = prep.indices("train")
+    return train[~np.isin(train, forget)]
+
+
+def save_forget(path: str | Path, forget: np.ndarray, groups: list, ratio: float, seed: int, pool_size: int) -> None:
+    from grmu.runtime import write_json
+
+    write_json(
+        path,
+        {"ratio": ratio, "seed": seed, "groups": groups, "pool_size": pool_size, "size": len(forget),
+         "forget": [int(i) for i in forget]},
+    )
+
+
+def load_forget(path: str | Path) -> dict:
+    """The persisted forget set: a dict with 'forget' (np.ndarray), 'groups', 'ratio', 'seed'."""
+    from grmu.runtime import read_json
+
+    d = read_json(path, "forget set")
+    d["forget"] = np.asarray(d["forget"], dtype=np.int64)
+    return d

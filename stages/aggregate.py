@@ -1,0 +1,24 @@
+"""Stage `aggregate`: deltas and avg. gap against RETRAIN+REWEIGHT, tables and plot data."""
+import argparse
+
+from grmu.config import load_params
+from grmu.report import aggregate
+from grmu.runtime import read_json, stage_main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--evals", default="metrics/eval")
+    ap.add_argument("--logs", default="logs")
+    ap.add_argument("--metrics", default="metrics")
+    ap.add_argument("--plots", default="plots")
+    args = ap.parse_args()
+    meta = read_json(f"{args.prepared}/meta.json", "prepared dataset")
+    aggregate(load_params(args.params), args.evals, args.logs, meta, args.metrics, args.plots)
+    print(open(f"{args.metrics}/table.md").read())
+
+
+if __name__ == "__main__":
+    stage_main(main)

@@ -1,0 +1,22 @@
+"""Stages `evaluate@{model}-{ratio}-{seed}`: every metric of one model on one forget split."""
+import argparse
+
+from grmu.config import load_params
+from grmu.pipeline import evaluate
+from grmu.runtime import stage_main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--model", required=True, help="checkpoint file")
+    ap.add_argument("--name", required=True, help="model name in reports")
+    ap.add_argument("--forget", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    evaluate(load_params(args.params), args.prepared, args.model, args.forget, args.name, args.out)
+
+
+if __name__ == "__main__":
+    stage_main(main)

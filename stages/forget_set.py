@@ -1,0 +1,21 @@
+"""Stage `forget_set@{ratio}-{seed}`: draw and persist the forget set."""
+import argparse
+
+from grmu.config import load_params
+from grmu.pipeline import forget_set
+from grmu.runtime import stage_main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--ratio", type=float, required=True)
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    forget_set(load_params(args.params), args.prepared, args.ratio, args.seed, args.out)
+
+
+if __name__ == "__main__":
+    stage_main(main)

@@ -1,0 +1,18 @@
+"""Stage `prepare`: build the dataset named by `dataset` into data/prepared/."""
+import argparse
+
+from grmu.config import load_params
+from grmu.pipeline import prepare
+from grmu.runtime import stage_main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--out", default="data/prepared")
+    args = ap.parse_args()
+    prepare(load_params(args.params), args.out)
+
+
+if __name__ == "__main__":
+    stage_main(main)

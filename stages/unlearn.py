@@ -1,0 +1,23 @@
+"""Stage `unlearn@{ratio}-{seed}`: apply `method` (with `reweight`) to PRETRAIN."""
+import argparse
+
+from grmu.config import load_params
+from grmu.pipeline import unlearn
+from grmu.runtime import stage_main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--pretrained", required=True)
+    ap.add_argument("--forget", required=True)
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--live")
+    args = ap.parse_args()
+    unlearn(load_params(args.params), args.prepared, args.pretrained, args.forget, args.seed, args.out, args.live)
+
+
+if __name__ == "__main__":
+    stage_main(main)

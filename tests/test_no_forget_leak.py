@@ -1,0 +1,62 @@
+"""No RETRAIN variant may ever read a forget sample: RETRAIN is the gold standard that
+never saw the forget set."""
+import json
+
+import numpy as np
+import pytest
+
+import grmu.data
+from grmu.pipeline import forget_set, train_reference
+from tests.conftest import small_params
+
+
+class RecordingInputs:
+    """Wraps the inputs tensor and records every sample index read from it."""
+
+    def __init__(self, inputs):
+        self.inputs, self.seen = inputs, set()
+
+    def __getitem__(self, idx):
+        self.seen.update(np.asarray(idx).reshape(-1).tolist())
+        return self.inputs[idx]
+
+    def __len__(self):
+        return len(self.inputs)
+
+
+@pytest.fixture
+def recorded(prepared_dir, tmp_path, monkeypatch):
+    """(forget set, train(variant) -> indices read while training)."""
+    forget_set(small_params(), prepared_dir, 0.9, 0, tmp_path / "f.json")
+    forget = set(json.loads((tmp_path / "f.json").read_text())["forget"])
+    real_load = grmu.data.load_prepared
+    recorders = []
+
+    def load_recording(path):
+        prep = real_load(path)
+        prep.inputs = RecordingInputs(prep.inputs)
+        recorders.append(prep.inputs)
+        return prep
+
+    monkeypatch.setattr(grmu.data, "load_prepared", load_recording)
+
+    def train(variant):
+        train_reference(small_params(), prepared_dir, 0, tmp_path / "m.pt", variant=variant,
+                        forget_path=tmp_path / "f.json")
+        return recorders[-1].seen
+
+    return forget, train
+
+
+@pytest.mark.parametrize("variant", ["erm", "reweight", "gdro"])
+def test_retrain_never_reads_a_forget_sample(recorded, variant):
+    forget, train = recorded
+    seen = train(variant)
+    assert len(seen) > 1000  # it did train (and validate)
+    assert not seen & forget
+
+
+def test_the_recorder_would_catch_a_leak(recorded):
+    """PRETRAIN trains on all of train, so the same check must see the forget samples there."""
+    forget, train = recorded
+    assert forget <= train(None)

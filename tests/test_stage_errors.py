@@ -1,0 +1,82 @@
+"""Bad input: one clear line on stderr naming the bad value and the valid choices, exit
+code 2, and no output file left behind."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grmu.pipeline import forget_set
+from tests.conftest import small_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_stage(script, *args, params=None, tmp_path):
+    pfile = tmp_path / "params.yaml"
+    pfile.write_text(yaml.safe_dump(params if params is not None else {}))
+    return subprocess.run([sys.executable, str(ROOT / "stages" / script), "--params", str(pfile), *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def assert_one_line_error(res, *fragments):
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    for frag in fragments:
+        assert frag in lines[0]
+
+
+def test_unknown_method(prepared_dir, tmp_path):
+    forget_set(small_params(), prepared_dir, 0.5, 0, tmp_path / "f.json")
+    out = tmp_path / "u.pt"
+    res = run_stage("unlearn.py", "--prepared", prepared_dir, "--pretrained", tmp_path / "none.pt",
+                    "--forget", tmp_path / "f.json", "--seed", 0, "--out", out,
+                    params={"method": "scurb"}, tmp_path=tmp_path)
+    assert_one_line_error(res, "unknown method 'scurb'", "valid: ", "finetune")
+    assert not out.exists()
+
+
+def test_unknown_dataset_and_unknown_key(tmp_path):
+    out = tmp_path / "prep"
+    res = run_stage("prepare.py", "--out", out, params={"dataset": "imagenet"}, tmp_path=tmp_path)
+    assert_one_line_error(res, "unknown dataset 'imagenet'", "colored_mnist")
+    res = run_stage("prepare.py", "--out", out, params={"trian": {"epochs": 1}}, tmp_path=tmp_path)
+    assert_one_line_error(res, "unknown key 'trian'", "train")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("ratio,msg", [(1.5, "ratio 1.5 is outside (0, 1]"), (0.001, "forgets nothing")])
+def test_bad_ratio(prepared_dir, tmp_path, ratio, msg):
+    out = tmp_path / "f.json"
+    res = run_stage("forget_set.py", "--prepared", prepared_dir, "--ratio", ratio, "--seed", 0, "--out", out,
+                    tmp_path=tmp_path)
+    assert_one_line_error(res, msg)
+    assert not out.exists()
+
+
+def test_absent_forget_group(prepared_dir, tmp_path):
+    res = run_stage("forget_set.py", "--prepared", prepared_dir, "--ratio", 0.5, "--seed", 0,
+                    "--out", tmp_path / "f.json", params={"forget": {"groups": [[1, 5]]}}, tmp_path=tmp_path)
+    assert_one_line_error(res, "forget group [y=1, a=5] does not exist")
+
+
+def test_missing_checkpoint(prepared_dir, tmp_path):
+    forget_set(small_params(), prepared_dir, 0.5, 0, tmp_path / "f.json")
+    out = tmp_path / "e.json"
+    res = run_stage("evaluate.py", "--prepared", prepared_dir, "--model", tmp_path / "nope.pt", "--name", "x",
+                    "--forget", tmp_path / "f.json", "--out", out, tmp_path=tmp_path)
+    assert_one_line_error(res, "missing checkpoint", "nope.pt")
+    assert not out.exists()
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    from grmu.runtime import atomic_path
+
+    target = tmp_path / "out.bin"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("crash mid-write")
+    assert list(tmp_path.iterdir()) == []
