@@ -16,10 +16,10 @@ def test_colour_is_a_shortcut_in_train_only(prep):
     tr, te = prep.indices("train"), prep.indices("test")
     agree_train = (prep.a[tr] == prep.y[tr]).mean()
     agree_test = (prep.a[te] == prep.y[te]).mean()
-    assert abs(agree_train - 0.95) < 0.02
+    assert abs(agree_train - 0.85) < 0.03
     assert abs(agree_test - 0.5) < 0.05
     counts = prep.group_counts(tr)
-    assert counts[2] < 0.05 * 3000 and counts[1] < 0.05 * 3000  # two small minority groups
+    assert counts[2] < 0.1 * 3000 and counts[1] < 0.1 * 3000  # two small minority groups
     assert counts.min() > 30
 
 

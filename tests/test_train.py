@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from grmu.models import build_model
-from grmu.pipeline import train_reference
+from grmu.pipeline import evaluate, forget_set, train_reference
 from grmu.train import Pass, fit, lr_factor
 
 
@@ -30,14 +30,19 @@ def test_fit_learns_and_keeps_best_validation_epoch(prep):
     assert accuracy(model, prep, prep.indices("val")) == pytest.approx(best)
 
 
-def test_same_seed_same_weights(prepared_dir, tmp_path):
+def test_same_params_and_seed_give_identical_weights_and_metrics(prepared_dir, tmp_path):
     from tests.conftest import small_params
 
-    p = small_params()
+    p = small_params(train={**small_params()["train"], "augment": True})
+    forget_set(p, prepared_dir, 0.5, 3, tmp_path / "f.json")
+    metrics = []
     for name in ("a", "b"):
-        train_reference(p, prepared_dir, 3, tmp_path / f"{name}.pt")
+        train_reference(p, prepared_dir, 3, tmp_path / f"{name}.pt", variant="reweight", forget_path=tmp_path / "f.json")
+        metrics.append(evaluate(p, prepared_dir, tmp_path / f"{name}.pt", tmp_path / "f.json", name,
+                                tmp_path / f"{name}.json")["metrics"])
     sa = torch.load(tmp_path / "a.pt", weights_only=False)["state_dict"]
     sb = torch.load(tmp_path / "b.pt", weights_only=False)["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert metrics[0] == metrics[1]
     info = torch.load(tmp_path / "a.pt", weights_only=False)["info"]
-    assert info["run"]["seed"] == 3 and "torch" in info["run"]
+    assert info["run"]["seed"] == 3 and "torch" in info["run"] and "device" in info["run"]

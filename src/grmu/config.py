@@ -25,15 +25,16 @@ DEFAULTS: dict = {
     # forget-set groups as [y, a] pairs; null = the dataset's default (dominant) group
     "forget": {"groups": None},
     "datasets": {},
-    "model": {"arch": "small_cnn", "width": 32, "pretrained": "none"},
+    "model": {"arch": "small_cnn", "width": 16, "pretrained": "none"},
     "train": {
         "epochs": 10,
         "batch_size": 64,
-        "lr": 0.05,
+        "lr": 0.02,
         "momentum": 0.9,
-        "weight_decay": 5e-4,
+        "weight_decay": 2e-3,
         "warmup_epochs": 1,
         "schedule": "cosine",
+        "augment": True,
     },
     # per-variant overrides of `train` for the RETRAIN reference models (null = as in train)
     "retrain": {
@@ -49,6 +50,7 @@ DEFAULTS: dict = {
         "weight_decay": 5e-4,
         "warmup_epochs": 0,
         "schedule": "cosine",
+        "augment": True,
     },
     "methods": {},
     "eval": {"batch_size": 512, "mia": "best_of_grid"},

@@ -4,7 +4,8 @@ An epoch is a list of ``Pass``es (e.g. SCRUB: a forget pass then a remaining pas
 draws batches of sample indices (plain shuffle, or weighted with replacement for REWEIGHT /
 Group-DRO), computes its loss and takes an SGD step. The learning rate follows a linear
 per-iteration warmup (first iteration at lr 0) and then a per-epoch cosine
-(``T_max = epochs - warmup_epochs``) or constant schedule, as in the paper's code.
+(``T_max = epochs - warmup_epochs``) or constant schedule, as in the paper's code. With
+``augment: true`` image batches get a random shift (``random_shift``).
 """
 from __future__ import annotations
 
@@ -27,6 +28,20 @@ def to_input(batch: torch.Tensor, device) -> torch.Tensor:
     if batch.dtype == torch.uint8:
         return batch.float().div_(127.5).sub_(1.0)
     return batch
+
+
+def random_shift(x: torch.Tensor, gen: torch.Generator, frac: float = 0.1) -> torch.Tensor:
+    """Training augmentation for images: shift each image by up to ``frac`` of its side
+    (padding with the background value -1), a different random offset per image."""
+    pad = max(1, round(frac * x.shape[-1]))
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (pad, pad, pad, pad), value=-1.0)
+    offs = torch.randint(0, 2 * pad + 1, (len(x), 2), generator=gen)
+    out = torch.empty_like(x)
+    for dy, dx in torch.unique(offs, dim=0).tolist():
+        sel = ((offs[:, 0] == dy) & (offs[:, 1] == dx)).nonzero().squeeze(1).to(x.device)
+        out[sel] = padded[sel, :, dy : dy + h, dx : dx + w]
+    return out
 
 
 def ce_loss(model, x, y, g):
@@ -144,6 +159,8 @@ def fit(
                 for grp, lr in zip(opt.param_groups, base_lrs):
                     grp["lr"] = lr * factor
                 x = to_input(prep.inputs[b], dev)
+                if cfg.get("augment") and x.dim() == 4:
+                    x = random_shift(x, gen)
                 loss = p.loss(model, x, y_all[b].to(dev), g_all[b].to(dev))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -25,9 +25,9 @@ OPTIONS = {
     "seed": 0,
     "train_frac": 0.6,
     "val_frac": 0.2,
-    "corr": 0.95,
+    "corr": 0.85,
     "eval_corr": 0.5,
-    "size": 28,
+    "size": 14,
     "color_strength": 0.3,
 }
 
