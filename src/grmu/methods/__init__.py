@@ -39,7 +39,7 @@ def register_method(name: str, *, options: dict | None = None):
 
 
 def _load_builtin() -> None:
-    from grmu.methods import finetune  # noqa: F401  (registers itself)
+    from grmu.methods import finetune, l1_sparse, miu, salun, scrub  # noqa: F401  (each registers itself)
 
 
 def get_method(name: str) -> MethodSpec:
