@@ -1,0 +1,419 @@
+"""The unlearning methods (L1-sparse, SalUn, SCRUB, MIU) on a tiny model and small subsets of
+the prepared colored_mnist: registry runs, determinism, loss-term signs, REWEIGHT, options."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from grmu import GrmuError
+from grmu.methods import UnlearnContext, get_method, list_methods
+from grmu.methods import l1_sparse as l1_mod
+from grmu.methods import miu as miu_mod
+from grmu.methods import salun as salun_mod
+from grmu.methods import scrub as scrub_mod
+from grmu.models import build_model
+from grmu.train import Pass, fit, to_input
+
+NEW_METHODS = ["l1_sparse", "salun", "scrub", "miu"]
+# options that keep the tests fast; everything else at its default
+FAST = {"miu": {"tune_steps_first": 20, "tune_steps": 5, "mine_hidden": 64}, "scrub": {"retain_batch_size": 64}}
+FORGET_GROUP = 2  # (y=1, a=0), the dataset's default forget group
+
+
+def unlearn_cfg(**over):
+    cfg = {"epochs": 2, "batch_size": 32, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
+           "warmup_epochs": 0, "schedule": "cosine", "augment": False}
+    cfg.update(over)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def split(prep):
+    """40 forget samples of the forget group; 200 remaining samples with only 6 of that group
+    left, so REWEIGHT has something to restore."""
+    tr = prep.indices("train")
+    rng = np.random.default_rng(0)
+    pool = tr[prep.g[tr] == FORGET_GROUP]
+    forget = np.sort(rng.choice(pool, 40, replace=False))
+    left = np.setdiff1d(pool, forget)
+    others = tr[prep.g[tr] != FORGET_GROUP]
+    remaining = np.sort(np.concatenate([rng.choice(others, 194, replace=False), rng.choice(left, 6, replace=False)]))
+    return forget, remaining
+
+
+@pytest.fixture(scope="module")
+def pretrained(prep):
+    """A tiny model trained one epoch on the full train set (a stand-in for PRETRAIN)."""
+    torch.manual_seed(0)
+    model = build_model({"arch": "small_cnn", "width": 8}, prep.n_classes, prep.meta["input_shape"])
+    fit(model, prep, lambda e: [Pass("train", prep.indices("train"), batch_size=64)],
+        unlearn_cfg(epochs=1, lr=0.05, weight_decay=0.0), seed=0)
+    return model.eval()
+
+
+def make_ctx(prep, split, model, method, *, reweight=False, seed=0, cfg=None, **opts):
+    spec = get_method(method)
+    forget, remaining = split
+    return UnlearnContext(model=copy.deepcopy(model), prep=prep, forget_idx=forget, remaining_idx=remaining,
+                          cfg=cfg or unlearn_cfg(), options={**spec.options, **FAST.get(method, {}), **opts},
+                          reweight=reweight, seed=seed)
+
+
+def spy_fit(ctx, *, train=False):
+    """Replace ``ctx.fit`` by a recorder of its arguments (optionally still training)."""
+    calls = []
+    real = ctx.fit
+
+    def recorder(passes, **kw):
+        calls.append((passes, kw))
+        return real(passes, **kw) if train else ctx.model
+
+    ctx.fit = recorder
+    return calls
+
+
+def state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def inputs(prep, idx):
+    idx = torch.as_tensor(idx, dtype=torch.long)
+    return to_input(prep.inputs[idx], "cpu"), torch.as_tensor(prep.y)[idx], torch.as_tensor(prep.g)[idx]
+
+
+# --------------------------------------------------------------------------- every method
+
+def test_methods_are_registered_with_a_summary_line():
+    names = {m.name for m in list_methods()}
+    assert set(NEW_METHODS) <= names
+    for name in NEW_METHODS:
+        doc = get_method(name).doc
+        assert doc and len(doc.splitlines()[0]) < 110
+
+
+@pytest.mark.parametrize("method", NEW_METHODS)
+def test_runs_through_registry_changes_weights_and_is_deterministic(prep, split, pretrained, method):
+    spec = get_method(method)
+    before = state(pretrained)
+    outs = [state(spec.run(make_ctx(prep, split, pretrained, method, reweight=True, seed=3))) for _ in range(2)]
+    assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
+    assert any(not torch.equal(outs[0][k], before[k]) for k in before)
+    assert all(torch.equal(before[k], v) for k, v in state(pretrained).items())  # input untouched
+
+
+@pytest.mark.parametrize("method", NEW_METHODS)
+def test_reweight_changes_the_sampled_group_mix_of_the_remaining_pass(prep, split, pretrained, method):
+    _, remaining = split
+    shares = {}
+    for reweight in (False, True):
+        ctx = make_ctx(prep, split, pretrained, method, reweight=reweight)
+        calls = spy_fit(ctx)
+        get_method(method).run(ctx)
+        passes = calls[0][0](0)
+        (rem,) = [p for p in passes if p.name == "remaining"]
+        assert np.array_equal(np.sort(rem.idx), remaining)
+        assert (rem.weights is not None) == reweight
+        gen = torch.Generator().manual_seed(0)
+        drawn = np.concatenate([rem.order(gen).numpy() for _ in range(50)])
+        shares[reweight] = (prep.g[drawn] == FORGET_GROUP).mean()
+    assert shares[False] == pytest.approx(6 / 200)
+    train_share = (prep.g[prep.indices("train")] == FORGET_GROUP).mean()
+    assert abs(shares[True] - train_share) < 0.02  # back to the original train mix
+    assert shares[True] > 2 * shares[False]
+
+
+BAD_OPTIONS = [
+    ("l1_sparse", {"gamma": -1.0}, ["gamma", "-1.0", ">= 0"]),
+    ("l1_sparse", {"gamma": "big"}, ["gamma", "'big'"]),
+    ("salun", {"threshold": 0.0}, ["threshold", "0.0", "(0, 1]"]),
+    ("salun", {"threshold": 1.5}, ["threshold", "1.5", "(0, 1]"]),
+    ("scrub", {"temperature": 0}, ["temperature", "0", "> 0"]),
+    ("scrub", {"forgetting_epochs": 2.5}, ["forgetting_epochs", "2.5", "integer"]),
+    ("scrub", {"retain_batch_size": 0}, ["retain_batch_size", "0", ">= 1"]),
+    ("miu", {"marginal": "foo"}, ["marginal", "foo", "shuffle", "uniform"]),
+    ("miu", {"original_features": "both"}, ["original_features", "both", "original", "unlearned"]),
+    ("miu", {"tune_mode": "test"}, ["tune_mode", "test", "eval", "train"]),
+    ("miu", {"ema_alpha": 0.0}, ["ema_alpha", "0.0", "(0, 1]"]),
+    ("miu", {"mine_lr": -0.1}, ["mine_lr", "-0.1", "> 0"]),
+    ("miu", {"tune_steps": -1}, ["tune_steps", "-1", ">= 0"]),
+    ("miu", {"ablate_retain": "yes"}, ["ablate_retain", "'yes'", "true or false"]),
+    ("miu", {"ablate_unlearn": True, "ablate_alignment": True, "ablate_retain": True}, ["nothing would train"]),
+]
+
+
+@pytest.mark.parametrize("method,opts,fragments", BAD_OPTIONS)
+def test_bad_option_values_are_refused_in_one_line(prep, split, pretrained, method, opts, fragments):
+    ctx = make_ctx(prep, split, pretrained, method, **opts)
+    calls = spy_fit(ctx)
+    with pytest.raises(GrmuError) as err:
+        get_method(method).run(ctx)
+    msg = str(err.value)
+    assert "\n" not in msg and not calls
+    for frag in fragments:
+        assert frag in msg
+
+
+# --------------------------------------------------------------------------- L1-sparse
+
+def test_l1_penalty_weight_decays_per_epoch():
+    assert l1_mod.penalty_weight(5e-4, 0, 10) == 5e-4
+    assert l1_mod.penalty_weight(5e-4, 9, 10) == pytest.approx(5e-5)  # never reaches 0
+
+
+def test_l1_loss_is_ce_plus_the_epochs_penalty_on_all_parameters(prep, split, pretrained):
+    ctx = make_ctx(prep, split, pretrained, "l1_sparse", gamma=0.01)
+    calls = spy_fit(ctx)
+    get_method("l1_sparse").run(ctx)
+    x, y, g = inputs(prep, split[1][:16])
+    model = ctx.model.eval()
+    with torch.no_grad():
+        norm = float(sum(p.abs().sum() for p in model.parameters()))
+        ce = float(F.cross_entropy(model(x), y))
+        for epoch, factor in ((0, 1.0), (1, 0.5)):  # E = 2
+            (rem,) = calls[0][0](epoch)
+            assert float(rem.loss(model, x, y, g)) - ce == pytest.approx(0.01 * factor * norm, rel=1e-4)
+
+
+def test_l1_penalty_shrinks_the_l1_norm_compared_with_finetuning(prep, split, pretrained):
+    def l1(model):
+        with torch.no_grad():
+            return float(l1_mod.l1_norm(model))
+
+    ft = get_method("finetune").run(make_ctx(prep, split, pretrained, "finetune"))
+    sparse = get_method("l1_sparse").run(make_ctx(prep, split, pretrained, "l1_sparse", gamma=0.01))
+    zero = get_method("l1_sparse").run(make_ctx(prep, split, pretrained, "l1_sparse", gamma=0.0))
+    assert l1(sparse) < l1(ft) - 1.0
+    sf, sz = state(ft), state(zero)
+    assert all(torch.equal(sf[k], sz[k]) for k in sf)  # gamma = 0 is plain fine-tuning
+
+
+# --------------------------------------------------------------------------- SalUn
+
+def test_saliency_mask_keeps_the_global_top_fraction():
+    grads = {"a": torch.tensor([0.1, -5.0, 2.0]), "b": torch.tensor([[3.0, -0.5]])}
+    mask = salun_mod.saliency_mask(grads, 0.4)  # int(0.4 * 5) = 2 entries: |-5| and |3|
+    assert mask["a"].tolist() == [0.0, 1.0, 0.0] and mask["b"].tolist() == [[1.0, 0.0]]
+    assert all(m.sum() == m.numel() for m in salun_mod.saliency_mask(grads, 1.0).values())
+
+
+def test_saliency_mask_from_forget_gradients_of_the_original(prep, split, pretrained):
+    ctx = make_ctx(prep, split, pretrained, "salun")
+    grads = salun_mod.forget_gradients(ctx)
+    assert set(grads) == {n for n, _ in pretrained.named_parameters()}
+    mask = salun_mod.saliency_mask(grads, 0.3)
+    flat_g = torch.cat([grads[n].abs().flatten() for n in grads])
+    flat_m = torch.cat([mask[n].flatten() for n in grads])
+    assert int(flat_m.sum()) == int(0.3 * flat_g.numel())
+    assert flat_g[flat_m == 1].min() >= flat_g[flat_m == 0].max()
+    assert all(p.grad is None and not p.requires_grad for p in ctx.original.parameters())
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 5e-3])
+def test_salun_zeroes_the_gradients_of_masked_weights(prep, split, pretrained, weight_decay):
+    ctx = make_ctx(prep, split, pretrained, "salun", threshold=0.3,
+                   cfg=unlearn_cfg(epochs=1, momentum=0.0, weight_decay=weight_decay))
+    checked = []
+    real_fit = ctx.fit
+
+    def fit_with_check(passes, **kw):
+        hook = kw["after_backward"]
+
+        def checked_hook(model):
+            hook(model)
+            for name, p in model.named_parameters():
+                assert torch.all(p.grad[hook.mask[name] == 0] == 0)
+            checked.append(any(bool((p.grad != 0).any()) for p in model.parameters()))
+
+        kw["after_backward"] = checked_hook
+        return real_fit(passes, **kw)
+
+    ctx.fit = fit_with_check
+    before = dict(pretrained.named_parameters())
+    model = get_method("salun").run(ctx)
+    assert len(checked) == 2 + 7 and all(checked)  # 40/32 forget + 200/32 remaining batches
+    mask = salun_mod.saliency_mask(salun_mod.forget_gradients(ctx), 0.3)
+    moved_masked = any(bool((p != before[n])[mask[n] == 0].any()) for n, p in model.named_parameters())
+    # paper's code: only gradients are masked, so SGD weight decay still moves masked weights
+    assert moved_masked == (weight_decay > 0)
+
+
+def test_salun_random_labels_are_uniform_and_fresh_every_batch():
+    loss = salun_mod.random_label_loss(2, torch.Generator().manual_seed(0))
+    replay = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[0.0, 10.0]]).repeat(500, 1)  # CE ~ 10 for label 0, ~ 0 for label 1
+    true_labels = torch.ones(500, dtype=torch.long)
+    values = []
+    for _ in range(3):
+        got = loss(lambda x: logits, None, true_labels, None)
+        want = F.cross_entropy(logits, torch.randint(0, 2, (500,), generator=replay))
+        assert float(got) == pytest.approx(float(want))
+        values.append(float(got))
+    assert all(4.0 < v < 6.0 for v in values)  # about half the labels are 0: uniform, true label ignored
+    assert len(set(values)) == 3  # fresh labels every batch
+
+
+# --------------------------------------------------------------------------- SCRUB
+
+def test_scrub_kl_matches_definition():
+    s, t = torch.randn(5, 3), torch.randn(5, 3)
+    T = 4.0
+    p, q = F.softmax(t / T, 1), F.softmax(s / T, 1)
+    want = (p * (p.log() - q.log())).sum() * T * T / 5
+    assert float(scrub_mod.kl_to_teacher(s, t, T)) == pytest.approx(float(want), rel=1e-5)
+    assert float(scrub_mod.kl_to_teacher(t, t, T)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_scrub_passes_per_epoch(prep, split, pretrained):
+    ctx = make_ctx(prep, split, pretrained, "scrub", forgetting_epochs=1, retain_batch_size=50)
+    calls = spy_fit(ctx)
+    get_method("scrub").run(ctx)
+    first, second = calls[0][0](0), calls[0][0](1)
+    assert [p.name for p in first] == ["forget", "remaining"] and [p.name for p in second] == ["remaining"]
+    assert first[0].batch_size == 32 and first[1].batch_size == 50
+
+
+def test_scrub_max_steps_raise_and_min_steps_lower_the_kl_on_forget_data(prep, split, pretrained):
+    forget, remaining = split
+    teacher = copy.deepcopy(pretrained).eval()
+    x, _, _ = inputs(prep, forget)
+    cfg = unlearn_cfg(epochs=2, lr=0.02, momentum=0.0, weight_decay=0.0, schedule="const")
+
+    def kl(model):
+        model.eval()
+        with torch.no_grad():
+            return float(scrub_mod.kl_to_teacher(model(x), teacher(x), 4.0))
+
+    student = copy.deepcopy(pretrained)  # a student that already differs from the teacher
+    fit(student, prep, lambda e: [Pass("r", remaining, batch_size=32)], unlearn_cfg(epochs=1, lr=0.05), seed=1)
+    start = kl(student)
+    assert start > 0
+    up = copy.deepcopy(student)
+    fit(up, prep, lambda e: [Pass("f", forget, scrub_mod.forget_loss(teacher, 4.0), 32)], cfg, seed=0)
+    down = copy.deepcopy(student)
+    fit(down, prep, lambda e: [Pass("f", forget, scrub_mod.retain_loss(teacher, 4.0, 1.0, 0.0), 32)], cfg, seed=0)
+    assert kl(up) > start > kl(down)
+
+
+# --------------------------------------------------------------------------- MIU
+
+def test_mine_value_and_ema_corrected_gradient():
+    torch.manual_seed(0)
+    est = miu_mod.MINE(6, 4, hidden=16, ema_alpha=0.1)
+    g = torch.tensor([0, 1, 2, 3, 1, 2])
+    g_bar = torch.tensor([3, 3, 0, 1, 2, 0])
+    z1 = torch.randn(6, 6, requires_grad=True)
+    m1 = est(z1, g, g_bar)
+    assert m1.item() == pytest.approx(est.estimate(z1, g, g_bar).item(), rel=1e-6)
+    (gz1,) = torch.autograd.grad(m1, z1)
+    (plain1,) = torch.autograd.grad(est.estimate(z1, g, g_bar), z1)
+    assert torch.allclose(gz1, plain1, atol=1e-6)  # the EMA starts at the first batch's value
+    mexp1 = est.scores(z1, g_bar).exp().mean().item()
+
+    z2 = torch.randn(6, 6, requires_grad=True)
+    m2 = est(z2, g, g_bar)
+    t2 = est.scores(z2, g_bar)
+    ema = 0.1 * t2.exp().mean().item() + 0.9 * mexp1
+    assert float(est.log_ema.exp()) == pytest.approx(ema, rel=1e-5)
+    (gz2,) = torch.autograd.grad(m2, z2)
+    surrogate = est.scores(z2, g).mean() - (t2.exp().detach() * t2).sum() / (6 * ema)
+    (want,) = torch.autograd.grad(surrogate, z2)
+    assert torch.allclose(gz2, want, atol=1e-6)
+    assert m2.item() == pytest.approx(est.estimate(z2, g, g_bar).item(), rel=1e-6)
+
+
+def test_miu_marginals(prep, split, pretrained):
+    g = torch.tensor([0] * 20 + [3] * 12)
+    shuffled = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", marginal="shuffle")).marginal(g)
+    assert torch.equal(torch.sort(shuffled).values, g) and not torch.equal(shuffled, g)
+    uniform_state = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", marginal="uniform"))
+    uniform = uniform_state.marginal(torch.zeros(400, dtype=torch.long))
+    assert set(uniform.tolist()) == {0, 1, 2, 3}
+
+
+def test_miu_tuning_steps_features_and_model_mode(prep, split, pretrained):
+    ctx = make_ctx(prep, split, pretrained, "miu", tune_steps_first=7, tune_steps=3)
+    st = miu_mod.MIU(ctx)
+    steps = []
+    for opt in st.optimizers:
+        real_step = opt.step
+        opt.step = lambda *a, _s=real_step, **k: (steps.append(1), _s(*a, **k))[1]
+    orig_calls = []
+    real_features = ctx.original.features
+    ctx.original.features = lambda x: (orig_calls.append(len(x)), real_features(x))[1]
+    bn_before = state(ctx.model)
+    m0 = [p.detach().clone() for p in st.mi_unlearning.parameters()]
+    st.tune(0)
+    assert len(steps) == 2 * 7 and len(orig_calls) == 7  # mi_original tuned on ORIGINAL features
+    st.tune(1)
+    assert len(steps) == 2 * (7 + 3)
+    assert any(not torch.equal(a, b) for a, b in zip(m0, st.mi_unlearning.parameters()))
+    assert all(torch.equal(v, bn_before[k]) for k, v in state(ctx.model).items())  # eval mode: model untouched
+    assert all(not p.requires_grad and p.grad is None for e in st.estimators for p in e.parameters())
+
+    code = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", tune_steps_first=3,
+                                original_features="unlearned", tune_mode="train"))
+    orig_calls.clear()
+    code.ctx.original.features = ctx.original.features
+    before = state(code.ctx.model)
+    code.tune(0)
+    assert not orig_calls  # the official code tunes both estimators on the unlearned features
+    changed = [k for k, v in state(code.ctx.model).items() if not torch.equal(v, before[k])]
+    assert changed and all("running" in k or "num_batches" in k for k in changed)  # BN stats only
+
+
+@pytest.mark.parametrize("marginal", ["shuffle", "uniform"])
+def test_miu_forget_pass_lowers_the_mi_estimate_on_forget_data(prep, split, pretrained, marginal):
+    forget, _ = split
+    ctx = make_ctx(prep, split, pretrained, "miu", tune_steps_first=150, mine_hidden=64, marginal=marginal)
+    st = miu_mod.MIU(ctx)
+    st.tune(0)
+    x, _, g = inputs(prep, forget)
+    st.gen.manual_seed(0)
+    g_bar = st.marginal(g)
+
+    def mi():
+        ctx.model.eval()
+        with torch.no_grad():
+            return float(st.mi_unlearning.estimate(ctx.model.features(x), g, g_bar))
+
+    frozen = [p.detach().clone() for p in st.mi_unlearning.parameters()]
+    before = mi()
+    cfg = unlearn_cfg(epochs=3, lr=0.01, momentum=0.0, weight_decay=0.0, schedule="const")
+    fit(ctx.model, prep, lambda e: [st.forget], cfg, seed=0)
+    assert mi() < before
+    assert all(torch.equal(a, b) for a, b in zip(frozen, st.mi_unlearning.parameters()))
+
+
+@pytest.mark.parametrize("opts", [{}, {"ablate_retain": True}, {"ablate_alignment": True}])
+def test_miu_losses_send_gradients_to_the_model_only(prep, split, pretrained, opts):
+    ctx = make_ctx(prep, split, pretrained, "miu", tune_steps_first=5, **opts)
+    st = miu_mod.MIU(ctx)
+    st.tune(0)
+    model = ctx.model.train()
+    forget, remaining = split
+    body = [p for n, p in model.named_parameters() if n.startswith("body.")]
+    orig_calls = []
+    real_features = ctx.original.features
+    ctx.original.features = lambda x: (orig_calls.append(len(x)), real_features(x))[1]
+    for loss_fn, idx in ((st.forget_loss, forget), (st.retain_loss, remaining)):
+        model.zero_grad(set_to_none=True)
+        x, y, g = inputs(prep, idx[:32])
+        loss_fn(model, x, y, g).backward()
+        assert all(p.grad is not None and bool((p.grad != 0).any()) for p in body)
+        assert all(p.grad is None for e in st.estimators for p in e.parameters())
+    # z_o for the calibration term comes from the original model, and only there
+    assert orig_calls == ([] if opts.get("ablate_alignment") else [32])
+    if opts.get("ablate_retain"):
+        assert all(p.grad is None for p in model.head.parameters())  # no CE term
+
+
+def test_miu_ablations_choose_the_passes(prep, split, pretrained):
+    def names(epoch, **opts):
+        st = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", forgetting_epochs=1, **opts))
+        return [p.name for p in st.passes(epoch)]
+
+    assert names(0) == ["forget", "remaining"] and names(1) == ["remaining"]
+    assert names(0, ablate_unlearn=True) == ["remaining"]
+    assert names(0, ablate_retain=True, ablate_alignment=True) == ["forget"]

@@ -1,0 +1,55 @@
+"""Aggregation: deltas against RETRAIN+REWEIGHT of the same seed, then mean ± std over seeds."""
+import json
+
+import pandas as pd
+import pytest
+
+from grmu.report import MODELS, add_gaps, collect, summary_json, summary_table
+
+KEYS = ("RA", "UA", "TA", "MIA", "EO", "GA")
+
+
+def write_eval(root, model, ratio, seed, value, ga=None):
+    m = {k: value for k in KEYS}
+    if ga is not None:
+        m["GA"] = ga
+    m.update({"WG": value, "DP": 0.0, "EP": 0.0, "MIA_AUC": 50.0, "group_acc": [value] * 4})
+    path = root / model / f"{ratio}-{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"metrics": m}))
+
+
+@pytest.fixture
+def evals(tmp_path):
+    # the gold model scores 50 on every metric in seed 0 and 60 in seed 1; the unlearned model
+    # 52 and 58: |Δ| = 2 for each metric in both seeds, so avg. gap = 98 with std 0. Against a
+    # pooled gold (55) it would be 97 -> the test catches a cross-seed comparison.
+    for seed, gold, unl in [(0, 50.0, 52.0), (1, 60.0, 58.0)]:
+        for model in MODELS:
+            write_eval(tmp_path, model, 0.5, seed, {"retrain_reweight": gold, "unlearned": unl}.get(model, 40.0))
+    return tmp_path
+
+
+def test_gap_uses_the_gold_model_of_the_same_seed(evals):
+    df = add_gaps(collect(evals, [0.5], [0, 1]))
+    unl = df[df["model"] == "unlearned"]
+    assert list(unl["avg_gap"]) == [98.0, 98.0]
+    assert (df[df["model"] == "retrain_reweight"]["avg_gap"] == 100.0).all()
+    s = summary_json(df, "finetune", False)
+    assert s["avg_gap"] == 98.0 and s["avg_gap_std"] == 0.0
+
+
+def test_table_has_a_row_per_model_with_mean_and_std(evals):
+    df = add_gaps(collect(evals, [0.5], [0, 1]))
+    table = summary_table(df, "scrub", True)
+    assert list(table["model"]) == ["PRETRAIN", "RETRAIN", "RETRAIN+REWEIGHT", "RETRAIN+Group-DRO", "SCRUB+REWEIGHT"]
+    row = table[table["model"] == "SCRUB+REWEIGHT"].iloc[0]
+    assert row["RA"] == "55.0 ± 3.0" and row["ΔRA"] == "2.0" and row["avg. gap"] == "98.0 ± 0.0"
+    assert table[table["model"] == "RETRAIN+REWEIGHT"].iloc[0]["avg. gap"] == "–"
+
+
+def test_missing_evaluation_names_the_file(evals):
+    from grmu import GrmuError
+
+    with pytest.raises(GrmuError, match=r"missing evaluation: .*pretrain/0.9-0.json"):
+        collect(evals, [0.5, 0.9], [0])
