@@ -38,6 +38,28 @@ def register_method(name: str, *, options: dict | None = None):
     return deco
 
 
+def number_option(method: str, opts: dict, key: str, want: str, ok=lambda v: True, integer: bool = False):
+    """``opts[key]`` checked to be a number (an int with ``integer``) satisfying ``ok``;
+    otherwise one line naming the option, what it must be and the bad value."""
+    v = opts[key]
+    types = (int,) if integer else (int, float)
+    if isinstance(v, bool) or not isinstance(v, types) or not ok(v):
+        raise GrmuError(f"methods.{method}.{key} must be {want}, got {v!r}")
+    return v if integer else float(v)
+
+
+def choice_option(method: str, opts: dict, key: str, valid) -> str:
+    if opts[key] not in valid:
+        raise GrmuError(f"methods.{method}.{key} '{opts[key]}' is unknown; valid: {', '.join(valid)}")
+    return opts[key]
+
+
+def bool_option(method: str, opts: dict, key: str) -> bool:
+    if not isinstance(opts[key], bool):
+        raise GrmuError(f"methods.{method}.{key} must be true or false, got {opts[key]!r}")
+    return opts[key]
+
+
 def _load_builtin() -> None:
     from grmu.methods import finetune, l1_sparse, miu, salun, scrub  # noqa: F401  (each registers itself)
 

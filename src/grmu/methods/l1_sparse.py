@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from grmu import GrmuError
-from grmu.methods import UnlearnContext, register_method
+from grmu.methods import UnlearnContext, number_option, register_method
 
 
 def l1_norm(model):
@@ -27,10 +26,7 @@ def l1_loss(gamma_e: float):
 
 
 def check_options(opts: dict) -> float:
-    gamma = opts["gamma"]
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma >= 0:
-        raise GrmuError(f"methods.l1_sparse.gamma must be a number >= 0, got {gamma!r}")
-    return float(gamma)
+    return number_option("l1_sparse", opts, "gamma", "a number >= 0", lambda v: v >= 0)
 
 
 @register_method("l1_sparse", options={"gamma": 5e-4})

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grmu import GrmuError
-from grmu.methods import UnlearnContext, register_method
+from grmu.methods import UnlearnContext, bool_option, choice_option, number_option, register_method
 from grmu.train import random_shift, to_input
 
 MARGINALS = ("shuffle", "uniform")
@@ -67,41 +67,22 @@ class MINE(nn.Module):
         return joint - log_term
 
 
-def _bad(key: str, want: str, value) -> GrmuError:
-    return GrmuError(f"methods.miu.{key} must be {want}, got {value!r}")
-
-
 def check_options(opts: dict) -> dict:
     out = dict(opts)
 
-    def number(key, ok, want):
-        v = opts[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
-            raise _bad(key, want, v)
-        out[key] = float(v)
-
     def integer(key, low):
-        v = opts[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise _bad(key, f"an integer >= {low}", v)
+        return number_option("miu", opts, key, f"an integer >= {low}", lambda v: v >= low, integer=True)
 
-    def choice(key, valid):
-        if opts[key] not in valid:
-            raise GrmuError(f"methods.miu.{key} '{opts[key]}' is unknown; valid: {', '.join(valid)}")
-
-    number("mine_lr", lambda v: v > 0, "a number > 0")
-    number("lambda_mi", lambda v: v >= 0, "a number >= 0")
-    number("ema_alpha", lambda v: 0 < v <= 1, "a number in (0, 1]")
-    integer("forgetting_epochs", 0)
-    integer("tune_steps_first", 0)
-    integer("tune_steps", 0)
-    integer("mine_hidden", 1)
-    choice("marginal", MARGINALS)
-    choice("original_features", ORIGINAL_FEATURES)
-    choice("tune_mode", TUNE_MODES)
+    out["mine_lr"] = number_option("miu", opts, "mine_lr", "a number > 0", lambda v: v > 0)
+    out["lambda_mi"] = number_option("miu", opts, "lambda_mi", "a number >= 0", lambda v: v >= 0)
+    out["ema_alpha"] = number_option("miu", opts, "ema_alpha", "a number in (0, 1]", lambda v: 0 < v <= 1)
+    for key, low in (("forgetting_epochs", 0), ("tune_steps_first", 0), ("tune_steps", 0), ("mine_hidden", 1)):
+        integer(key, low)
+    choice_option("miu", opts, "marginal", MARGINALS)
+    choice_option("miu", opts, "original_features", ORIGINAL_FEATURES)
+    choice_option("miu", opts, "tune_mode", TUNE_MODES)
     for key in ("ablate_unlearn", "ablate_alignment", "ablate_retain"):
-        if not isinstance(opts[key], bool):
-            raise _bad(key, "true or false", opts[key])
+        bool_option("miu", opts, key)
     if opts["ablate_unlearn"] and opts["ablate_alignment"] and opts["ablate_retain"]:
         raise GrmuError(
             "methods.miu: ablate_unlearn, ablate_alignment and ablate_retain are all true; nothing would train"

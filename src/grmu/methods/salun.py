@@ -7,8 +7,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from grmu import GrmuError
-from grmu.methods import UnlearnContext, register_method
+from grmu.methods import UnlearnContext, number_option, register_method
 from grmu.train import random_shift, to_input
 
 # offsets that keep SalUn's own random streams apart from the training loop's (seeded with seed)
@@ -16,10 +15,7 @@ _MASK_STREAM, _LABEL_STREAM = 101, 202
 
 
 def check_options(opts: dict) -> float:
-    t = opts["threshold"]
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
-        raise GrmuError(f"methods.salun.threshold must be a number in (0, 1], got {t!r}")
-    return float(t)
+    return number_option("salun", opts, "threshold", "a number in (0, 1]", lambda v: 0 < v <= 1)
 
 
 def forget_gradients(ctx: UnlearnContext, seed_offset: int = _MASK_STREAM) -> dict[str, torch.Tensor]:

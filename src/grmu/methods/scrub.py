@@ -4,8 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from grmu import GrmuError
-from grmu.methods import UnlearnContext, register_method
+from grmu.methods import UnlearnContext, number_option, register_method
 
 
 def kl_to_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -39,27 +38,16 @@ def retain_loss(teacher, temperature: float, alpha: float, gamma: float):
     return loss
 
 
-def _number(opts, key, ok, want):
-    v = opts[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
-        raise GrmuError(f"methods.scrub.{key} must be {want}, got {v!r}")
-    return v
-
-
-def _integer(opts, key, low):
-    v = opts[key]
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise GrmuError(f"methods.scrub.{key} must be an integer >= {low}, got {v!r}")
-    return v
-
-
 def check_options(opts: dict) -> dict:
+    def integer(key, low):
+        return number_option("scrub", opts, key, f"an integer >= {low}", lambda v: v >= low, integer=True)
+
     return {
-        "temperature": float(_number(opts, "temperature", lambda v: v > 0, "a number > 0")),
-        "alpha": float(_number(opts, "alpha", lambda v: v >= 0, "a number >= 0")),
-        "gamma": float(_number(opts, "gamma", lambda v: v >= 0, "a number >= 0")),
-        "forgetting_epochs": _integer(opts, "forgetting_epochs", 0),
-        "retain_batch_size": _integer(opts, "retain_batch_size", 1),
+        "temperature": number_option("scrub", opts, "temperature", "a number > 0", lambda v: v > 0),
+        "alpha": number_option("scrub", opts, "alpha", "a number >= 0", lambda v: v >= 0),
+        "gamma": number_option("scrub", opts, "gamma", "a number >= 0", lambda v: v >= 0),
+        "forgetting_epochs": integer("forgetting_epochs", 0),
+        "retain_batch_size": integer("retain_batch_size", 1),
     }
 
 
