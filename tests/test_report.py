@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from grmu.report import MODELS, add_gaps, collect, summary_json, summary_table
+from grmu.report import MODELS, add_gaps, collect, labels_for, summary_json, summary_table
 
 KEYS = ("RA", "UA", "TA", "MIA", "EO", "GA")
 
@@ -41,7 +41,7 @@ def test_gap_uses_the_gold_model_of_the_same_seed(evals):
 
 def test_table_has_a_row_per_model_with_mean_and_std(evals):
     df = add_gaps(collect(evals, [0.5], [0, 1]))
-    table = summary_table(df, "scrub", True)
+    table = summary_table(df, labels_for("scrub", True))
     assert list(table["model"]) == ["PRETRAIN", "RETRAIN", "RETRAIN+REWEIGHT", "RETRAIN+Group-DRO", "SCRUB+REWEIGHT"]
     row = table[table["model"] == "SCRUB+REWEIGHT"].iloc[0]
     assert row["RA"] == "55.0 ± 3.0" and row["ΔRA"] == "2.0" and row["avg. gap"] == "98.0 ± 0.0"

@@ -14,6 +14,10 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("methods", help="list unlearning methods (params: method, methods.<name>)")
     sub.add_parser("datasets", help="list datasets (params: dataset, datasets.<name>)")
+    rep = sub.add_parser("report", help="compare every committed result and DVC experiment of a repo (table + figure)")
+    rep.add_argument("--repo", default=".", help="the grmu DVC repository (default: here)")
+    rep.add_argument("--out", default="reports", help="output folder (default: reports/)")
+    rep.add_argument("--num", type=int, default=1, help="include experiments of the last NUM commits (default 1)")
     args = ap.parse_args(argv)
     if args.cmd == "methods":
         from grmu.methods import list_methods
@@ -27,6 +31,15 @@ def main(argv=None) -> int:
         _load_builtin()
         for name, spec in sorted(DATASETS.items()):
             print(f"{name:14s} {_first_line(spec.doc)} (default forget groups {spec.forget_groups})")
+    elif args.cmd == "report":
+        from grmu import GrmuError
+        from grmu.report import report
+
+        try:
+            print(report(args.repo, args.out, args.num))
+        except GrmuError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -70,13 +70,20 @@ def _pm(values) -> str:
     return f"{np.nanmean(v):.1f} ± {np.nanstd(v):.1f}"
 
 
-def summary_table(df: pd.DataFrame, method: str, reweight: bool) -> pd.DataFrame:
-    """Paper-style table: one row per (ratio, model): metrics mean ± std, Δ and avg. gap."""
+def labels_for(method: str, reweight: bool) -> dict:
+    """Display label of each model of one experiment, in table order."""
+    return {m: model_label(m, method, reweight) for m in MODELS}
+
+
+def summary_table(df: pd.DataFrame, labels: dict) -> pd.DataFrame:
+    """Paper-style table: one row per (ratio, model): metrics mean ± std, Δ and avg. gap.
+
+    ``labels`` maps the ``model`` values to show, in row order, to their display names."""
     rows = []
     for r in sorted(df["ratio"].unique()):
-        for model in [m for m in MODELS if m in set(df["model"])]:
+        for model in [m for m in labels if m in set(df["model"])]:
             sub = df[(df["ratio"] == r) & (df["model"] == model)]
-            row = {"ratio": fmt_ratio(r), "model": model_label(model, method, reweight), "seeds": len(sub)}
+            row = {"ratio": fmt_ratio(r), "model": labels[model], "seeds": len(sub)}
             for k in METRIC_KEYS + EXTRA_KEYS:
                 row[k] = _pm(sub[k])
             for k in METRIC_KEYS:
@@ -186,7 +193,7 @@ def aggregate(params: dict, eval_dir, logs_dir, prepared_meta: dict, metrics_dir
     ratios, seeds = params["ratios"], params["seeds"]
     df = add_gaps(collect(eval_dir, ratios, seeds))
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
-    table = summary_table(df, method, reweight)
+    table = summary_table(df, labels_for(method, reweight))
     header = (f"# {prepared_meta['dataset']}: {model_label('unlearned', method, reweight)} vs references\n\n"
               f"Mean ± std over seeds {list(seeds)}; Δ and avg. gap against RETRAIN+REWEIGHT of the same "
               f"seed and ratio. Forget groups: {params['forget']['groups'] or prepared_meta['default_forget_groups']}.\n\n")
@@ -215,3 +222,101 @@ def aggregate(params: dict, eval_dir, logs_dir, prepared_meta: dict, metrics_dir
     plot_ga(wide, df, plots_dir / "ga_vs_ratio.png", f"{prepared_meta['dataset']}: GA vs unlearning ratio",
             model_label("unlearned", method, reweight))
     return df
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing experiments: `grmu report`
+
+
+def _git_show(repo: Path, rev: str, path: str) -> str | None:
+    import subprocess
+
+    res = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return res.stdout if res.returncode == 0 else None
+
+
+def load_experiments(repo: str | Path = ".", num: int = 1) -> list[dict]:
+    """Every committed result of the repo: the baseline commit(s) and each DVC experiment
+    (run here or pulled with ``dvc exp pull``), as dicts with ``name``, ``rev``, ``method``,
+    ``reweight`` and ``per_seed`` (the experiment's ``metrics/per_seed.csv``)."""
+    import io
+    import json
+
+    import dvc.api
+
+    repo = Path(repo)
+    out = []
+    for row in dvc.api.exp_show(repo=str(repo), num=num):
+        rev = row.get("rev")
+        if rev in (None, "workspace"):
+            continue
+        summary, per_seed = _git_show(repo, rev, "metrics/summary.json"), _git_show(repo, rev, "metrics/per_seed.csv")
+        if summary is None or per_seed is None:
+            continue  # a commit without results
+        s = json.loads(summary)
+        out.append({"name": row.get("Experiment") or rev, "rev": rev, "method": s["method"],
+                    "reweight": bool(s["reweight"]), "per_seed": pd.read_csv(io.StringIO(per_seed))})
+    return out
+
+
+def compare(experiments: list[dict]) -> tuple[pd.DataFrame, dict]:
+    """One frame with the reference models (from the first experiment) and the unlearned
+    model of every experiment, keyed ``exp:<name>``; and the labels in table order. Two
+    experiments of the same method and REWEIGHT setting keep only the first (the newest)."""
+    if not experiments:
+        raise GrmuError("no results to report: run `dvc repro` and commit, or `dvc exp run` (or `dvc exp pull`)")
+    first = experiments[0]["per_seed"]
+    frames = [first[first["model"] != "unlearned"]]
+    labels = {m: LABELS[m] for m in MODELS if m != "unlearned"}
+    for exp in experiments:
+        label = model_label("unlearned", exp["method"], exp["reweight"])
+        if label in labels.values():
+            continue
+        unl = exp["per_seed"][exp["per_seed"]["model"] == "unlearned"].copy()
+        unl["model"] = f"exp:{exp['name']}"
+        frames.append(unl)
+        labels[unl["model"].iloc[0]] = label
+    return pd.concat(frames, ignore_index=True), labels
+
+
+def plot_gap_vs_ratio(df: pd.DataFrame, labels: dict, path: Path) -> pd.DataFrame:
+    """avg. gap (mean ± std over seeds) against the ratio, one line per method (paper Fig. 5)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from grmu.runtime import atomic_path
+
+    methods = [m for m in labels if m.startswith("exp:")]
+    stats = df[df["model"].isin(methods)].groupby(["model", "ratio"])["avg_gap"].agg(["mean", "std"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    wide = {}
+    for m in methods:
+        st = stats.loc[m]
+        ax.errorbar(st.index, st["mean"], yerr=st["std"].fillna(0).to_numpy(), marker="o", capsize=3, label=labels[m])
+        wide[labels[m]] = st["mean"].round(3)
+    ax.set_xlabel("unlearning ratio")
+    ax.set_ylabel("avg. gap vs RETRAIN+REWEIGHT (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return pd.DataFrame(wide).rename_axis("ratio").reset_index()
+
+
+def report(repo: str | Path, out_dir: str | Path, num: int = 1) -> str:
+    """Write ``methods.md``, ``methods.csv``, ``avg_gap_vs_ratio.{csv,png}`` into ``out_dir``;
+    return the Markdown table."""
+    df, labels = compare(load_experiments(repo, num))
+    table = summary_table(df, labels)
+    out_dir = Path(out_dir)
+    md = ("# Unlearning methods vs references\n\nMean ± std over seeds; Δ and avg. gap against "
+          "RETRAIN+REWEIGHT of the same seed and ratio.\n\n" + to_markdown(table))
+    write_text(out_dir / "methods.md", md)
+    write_text(out_dir / "methods.csv", table.to_csv(index=False))
+    wide = plot_gap_vs_ratio(df, labels, out_dir / "avg_gap_vs_ratio.png")
+    write_text(out_dir / "avg_gap_vs_ratio.csv", wide.to_csv(index=False))
+    return md
