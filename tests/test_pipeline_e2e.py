@@ -119,3 +119,14 @@ def test_exp_run_with_new_method_reruns_only_unlearn_evaluate_aggregate(repo):
     shown = json.loads(dvc(run, "exp", "show", "--json").stdout)
     text = json.dumps(shown)
     assert text.count('"avg_gap"') >= 2  # the baseline and the experiment both report it
+
+
+def test_report_compares_the_baseline_and_the_experiment(repo):
+    path, run = repo
+    run(sys.executable, "-m", "grmu.cli", "report", "--out", "reports")
+    table = pd.read_csv(path / "reports/methods.csv")
+    assert {"FINETUNE", "FINETUNE+REWEIGHT", "RETRAIN+REWEIGHT"} <= set(table["model"])
+    assert len(table) == 2 * 6  # 2 ratios x (4 references + 2 methods)
+    gaps = pd.read_csv(path / "reports/avg_gap_vs_ratio.csv")
+    assert list(gaps.columns) == ["ratio", "FINETUNE", "FINETUNE+REWEIGHT"]
+    assert (path / "reports/avg_gap_vs_ratio.png").stat().st_size > 1000

@@ -245,6 +245,8 @@ def load_experiments(repo: str | Path = ".", num: int = 1) -> list[dict]:
     import dvc.api
 
     repo = Path(repo)
+    if not (repo / ".dvc").is_dir():
+        raise GrmuError(f"{repo.resolve()} is not a DVC repository (no .dvc/ folder); pass --repo <grmu checkout>")
     out = []
     for row in dvc.api.exp_show(repo=str(repo), num=num):
         rev = row.get("rev")

@@ -1,0 +1,61 @@
+"""Wall time of each unlearning method against RETRAIN on the same data.
+
+Uses params.yaml as it is (dataset, model, train and unlearn settings), one ratio and seed;
+times the whole in-process call (training loop, and for the methods their extra passes such
+as SalUn's mask or MIU's estimator tuning), not process start-up. Prints seconds, the ratio
+to RETRAIN and MIU's cost relative to SCRUB.
+
+    .venv/bin/python bench/method_cost.py [--ratio 0.5] [--seed 0] [--repeat 3]
+"""
+import argparse
+import copy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from grmu.config import load_params
+from grmu.methods import list_methods
+from grmu.pipeline import forget_set, prepare, train_reference, unlearn
+
+
+def timed(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--ratio", type=float, default=0.5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    params = load_params(args.params)
+    tmp = Path(tempfile.mkdtemp())
+    prepare(params, tmp / "prep")
+    forget_set(params, tmp / "prep", args.ratio, args.seed, tmp / "f.json")
+    train_reference(params, tmp / "prep", args.seed, tmp / "pre.pt")
+    retrain = timed(lambda: train_reference(params, tmp / "prep", args.seed, tmp / "re.pt", variant="erm",
+                                            forget_path=tmp / "f.json"), args.repeat)
+    rows = [("RETRAIN", retrain)]
+    for spec in list_methods():
+        p = copy.deepcopy(params)
+        p["method"] = spec.name
+        rows.append((spec.name, timed(lambda: unlearn(p, tmp / "prep", tmp / "pre.pt", tmp / "f.json", args.seed,
+                                                      tmp / "u.pt"), args.repeat)))
+    print(f"\n{params['dataset']}, ratio {args.ratio}, seed {args.seed}, median of {args.repeat}; "
+          f"train.epochs={params['train']['epochs']}, unlearn.epochs={params['unlearn']['epochs']}")
+    print(f"{'run':12s} {'seconds':>8s} {'x RETRAIN':>10s}")
+    for name, sec in rows:
+        print(f"{name:12s} {sec:8.2f} {sec / retrain:10.2f}")
+    cost = dict(rows)
+    print(f"MIU / SCRUB: {cost['miu'] / cost['scrub']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
