@@ -20,12 +20,13 @@ from grmu.pipeline import forget_set, prepare, train_reference, unlearn
 
 
 def timed(fn, repeat):
+    """Median wall time of ``fn()`` over ``repeat`` calls, and its last return value."""
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        fn()
+        out = fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), out
 
 
 def main():
@@ -40,20 +41,21 @@ def main():
     prepare(params, tmp / "prep")
     forget_set(params, tmp / "prep", args.ratio, args.seed, tmp / "f.json")
     train_reference(params, tmp / "prep", args.seed, tmp / "pre.pt")
-    retrain = timed(lambda: train_reference(params, tmp / "prep", args.seed, tmp / "re.pt", variant="erm",
+    retrain, _ = timed(lambda: train_reference(params, tmp / "prep", args.seed, tmp / "re.pt", variant="erm",
                                             forget_path=tmp / "f.json"), args.repeat)
-    rows = [("RETRAIN", retrain)]
+    rows = [("RETRAIN", retrain, f"epochs {params['train']['epochs']}, batch {params['train']['batch_size']}")]
     for spec in list_methods():
         p = copy.deepcopy(params)
         p["method"] = spec.name
-        rows.append((spec.name, timed(lambda: unlearn(p, tmp / "prep", tmp / "pre.pt", tmp / "f.json", args.seed,
-                                                      tmp / "u.pt"), args.repeat)))
-    print(f"\n{params['dataset']}, ratio {args.ratio}, seed {args.seed}, median of {args.repeat}; "
-          f"train.epochs={params['train']['epochs']}, unlearn.epochs={params['unlearn']['epochs']}")
-    print(f"{'run':12s} {'seconds':>8s} {'x RETRAIN':>10s}")
-    for name, sec in rows:
-        print(f"{name:12s} {sec:8.2f} {sec / retrain:10.2f}")
-    cost = dict(rows)
+        sec, info = timed(lambda: unlearn(p, tmp / "prep", tmp / "pre.pt", tmp / "f.json", args.seed, tmp / "u.pt"),
+                          args.repeat)
+        rows.append((spec.name, sec, f"epochs {info['unlearn']['epochs']}, batch {info['unlearn']['batch_size']}"))
+    print(f"\n{params['dataset']}, ratio {args.ratio}, seed {args.seed}, median of {args.repeat}, "
+          f"reweight={params['reweight']}, recipe={params['recipe']}")
+    print(f"{'run':12s} {'seconds':>8s} {'x RETRAIN':>10s}  settings")
+    for name, sec, settings in rows:
+        print(f"{name:12s} {sec:8.2f} {sec / retrain:10.2f}  {settings}")
+    cost = {name: sec for name, sec, _ in rows}
     print(f"MIU / SCRUB: {cost['miu'] / cost['scrub']:.2f}")
 
 

@@ -3,7 +3,7 @@ import copy
 
 import pytest
 
-from grmu.config import DEFAULTS, validate
+from grmu.config import DEFAULTS, UNLEARN_DEFAULTS, validate
 from grmu.data import load_prepared
 from grmu.pipeline import prepare
 
@@ -14,7 +14,7 @@ def small_params(**over) -> dict:
     p["datasets"] = {"colored_mnist": {"size": 14}}
     p["model"] = {"arch": "small_cnn", "width": 8, "pretrained": "none"}
     p["train"] = {**DEFAULTS["train"], "epochs": 2, "batch_size": 128, "warmup_epochs": 0}
-    p["unlearn"] = {**DEFAULTS["unlearn"], "epochs": 1, "batch_size": 128}
+    p["unlearn"] = {**UNLEARN_DEFAULTS, "epochs": 1, "batch_size": 128}
     p["eval"] = {"batch_size": 512, "mia": "single"}
     for k, v in over.items():
         p[k] = v

@@ -14,6 +14,10 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("methods", help="list unlearning methods (params: method, methods.<name>)")
     sub.add_parser("datasets", help="list datasets (params: dataset, datasets.<name>)")
+    rec = sub.add_parser("recipes", help="list hyperparameter recipes, or show what one sets (param: recipe)")
+    rec.add_argument("name", nargs="?", help="a recipe to show")
+    rec.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.5, 0.9])
+    rec.add_argument("--multi-group", type=int, default=None, help="FairFace: the 9 (3) or 25 (5) group forget sets")
     rep = sub.add_parser("report", help="compare every committed result and DVC experiment of a repo (table + figure)")
     rep.add_argument("--repo", default=".", help="the grmu DVC repository (default: here)")
     rep.add_argument("--out", default="reports", help="output folder (default: reports/)")
@@ -31,6 +35,19 @@ def main(argv=None) -> int:
         _load_builtin()
         for name, spec in sorted(DATASETS.items()):
             print(f"{name:14s} {_first_line(spec.doc)} (default forget groups {spec.forget_groups})")
+    elif args.cmd == "recipes":
+        from grmu import GrmuError
+        from grmu.recipes import available, load_recipe, recipe_table
+
+        try:
+            if args.name is None:
+                for name in available():
+                    print(f"{name:14s} {load_recipe(name)['description']}")
+            else:
+                print(recipe_table(args.name, args.ratios, args.multi_group))
+        except GrmuError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     elif args.cmd == "report":
         from grmu import GrmuError
         from grmu.report import report

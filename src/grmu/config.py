@@ -22,6 +22,8 @@ DEFAULTS: dict = {
     "ratios": [0.1, 0.5, 0.9],
     "method": "finetune",
     "reweight": False,
+    # hyperparameter recipe of the unlearning methods: auto (the dataset's), none, or a name
+    "recipe": "auto",
     # forget-set groups as [y, a] pairs; null = the dataset's default (dominant) group
     "forget": {"groups": None},
     "datasets": {},
@@ -35,6 +37,7 @@ DEFAULTS: dict = {
         "warmup_epochs": 1,
         "schedule": "cosine",
         "augment": True,
+        "optimizer": "sgd",
     },
     # per-variant overrides of `train` for the RETRAIN reference models (null = as in train)
     "retrain": {
@@ -42,22 +45,40 @@ DEFAULTS: dict = {
         "reweight": {"lr": None, "batch_size": None},
         "gdro": {"lr": None, "batch_size": None, "eta": 0.1},
     },
+    # shared by every unlearning method: null everywhere = take the recipe's value, else
+    # UNLEARN_DEFAULTS (see grmu.recipes); a value given in params.yaml wins.
     "unlearn": {
-        "epochs": 5,
-        "batch_size": 64,
-        "lr": 0.01,
-        "momentum": 0.9,
-        "weight_decay": 5e-4,
-        "warmup_epochs": 0,
-        "schedule": "cosine",
-        "augment": True,
+        "epochs": None,
+        "batch_size": None,
+        "lr": None,
+        "momentum": None,
+        "weight_decay": None,
+        "warmup_epochs": None,
+        "schedule": None,
+        "augment": None,
+        "optimizer": None,
     },
     "methods": {},
     "eval": {"batch_size": 512, "mia": "best_of_grid"},
 }
 
+# the paper's common unlearning setup (fact sheet §5.1), used where neither params.yaml nor
+# the recipe sets a key
+UNLEARN_DEFAULTS = {
+    "epochs": 10,
+    "batch_size": 64,
+    "lr": 0.01,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "warmup_epochs": 0,
+    "schedule": "cosine",
+    "augment": True,
+    "optimizer": "sgd",
+}
+
 OPEN_SECTIONS = {"datasets", "methods"}
 SCHEDULES = ("cosine", "const")
+OPTIMIZERS = ("sgd", "adamw")
 MIA_MODES = ("best_of_grid", "single")
 
 
@@ -84,6 +105,17 @@ def _merge(defaults: dict, given: dict) -> dict:
     return out
 
 
+def check_loop_section(section: str, cfg: dict) -> None:
+    """Check the training-loop keys of ``train`` or ``unlearn`` that are present in ``cfg``."""
+    for key, valid in (("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
+        if key in cfg and cfg[key] not in valid:
+            raise GrmuError(f"{section}.{key} '{cfg[key]}' is unknown; valid: {', '.join(valid)}")
+    for key in ("epochs", "batch_size"):
+        v = cfg.get(key, 1)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise GrmuError(f"{section}.{key} must be a positive integer, got {v!r}")
+
+
 def validate(params: dict) -> dict:
     """Return ``params`` merged over ``DEFAULTS``; raise GrmuError on anything invalid."""
     if not isinstance(params, dict):
@@ -96,14 +128,11 @@ def validate(params: dict) -> dict:
     for s in p["seeds"]:
         if not isinstance(s, int) or isinstance(s, bool) or s < 0:
             raise GrmuError(f"seed {s!r} is not a non-negative integer")
-    for section in ("train", "unlearn"):
-        sched = p[section]["schedule"]
-        if sched not in SCHEDULES:
-            raise GrmuError(f"{section}.schedule '{sched}' is unknown; valid: {', '.join(SCHEDULES)}")
-        for key in ("epochs", "batch_size"):
-            v = p[section][key]
-            if not isinstance(v, int) or v < 1:
-                raise GrmuError(f"{section}.{key} must be a positive integer, got {v!r}")
+    check_loop_section("train", p["train"])
+    check_loop_section("unlearn", {k: v for k, v in p["unlearn"].items() if v is not None})
+    from grmu.recipes import recipe_name
+
+    recipe_name(p)  # refuses an unknown recipe
     if p["eval"]["mia"] not in MIA_MODES:
         raise GrmuError(f"eval.mia '{p['eval']['mia']}' is unknown; valid: {', '.join(MIA_MODES)}")
     groups = p["forget"]["groups"]

@@ -119,19 +119,25 @@ def unlearn(params: dict, prepared, pretrained, forget_path, seed: int, out, liv
     from grmu.models import load_checkpoint, save_checkpoint
     from grmu.splits import load_forget, remaining_indices
 
+    from grmu.config import UNLEARN_DEFAULTS
+    from grmu.recipes import resolve
+
     spec = get_method(params["method"])
-    options = section_options(params, "methods", spec.name, spec.options)
     prep = load_prepared(prepared)
-    forget = load_forget(forget_path)["forget"]
+    fs = load_forget(forget_path)
+    forget = fs["forget"]
+    settings = resolve(params, spec.options, fs["ratio"], UNLEARN_DEFAULTS)
+    options = settings["options"]
     model = _new_model(params, prep, seed)
     load_checkpoint(pretrained, model)
     model.to(device())
     live = _live(live_dir)
     ctx = UnlearnContext(model=model, prep=prep, forget_idx=forget, remaining_idx=remaining_indices(prep, forget),
-                         cfg=dict(params["unlearn"]), options=options, reweight=params["reweight"], seed=seed, live=live)
+                         cfg=settings["unlearn"], options=options, reweight=params["reweight"], seed=seed, live=live)
     t0 = time.time()
     model = spec.run(ctx)
-    info = {"name": spec.name, "reweight": params["reweight"], "options": options, "seed": seed,
+    info = {"name": spec.name, "reweight": params["reweight"], "recipe": settings["recipe"], "unlearn": settings["unlearn"],
+            "options": options, "source": settings["source"], "seed": seed,
             "unlearn_seconds": time.time() - t0, "run": run_info(seed)}
     if live is not None:
         live.end()

@@ -74,6 +74,9 @@ class Pass:
 
 
 def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's image runs) or AdamW (its BERT runs; momentum unused)."""
+    if cfg.get("optimizer", "sgd") == "adamw":
+        return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
 
 
