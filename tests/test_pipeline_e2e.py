@@ -1,76 +1,20 @@
 """End to end: `dvc repro` of the real pipeline, shrunk to run on CPU in about a minute, in a
 temporary git copy of the repository (never in the checkout)."""
 import json
-import os
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from ._repo import copy_repo, dvc, ran_stages
+
 pytestmark = pytest.mark.slow
-
-SHRUNK = {
-    "seeds": [1],
-    "ratios": [0.5, 1.0],
-    "datasets": {"colored_mnist": {"size": 14}},
-    "model": {"width": 8},
-    "train": {"epochs": 2, "batch_size": 256, "warmup_epochs": 0},
-    "unlearn": {"epochs": 1, "batch_size": 256},
-    "eval": {"mia": "single"},
-}
-
-
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def tracked_files() -> list[str]:
-    res = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                         capture_output=True, text=True, check=True)
-    return [f for f in res.stdout.splitlines() if (ROOT / f).is_file()]
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A committed copy of the repo with shrunk params; returns (path, run)."""
-    dst = tmp_path_factory.mktemp("grmu") / "repo"
-    for f in tracked_files():
-        (dst / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, dst / f)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (dst / "params.yaml").write_text(yaml.safe_dump(merge(params, SHRUNK), sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(dst / "src"), "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
-           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-
-    def run(*cmd, check=True):
-        res = subprocess.run(list(cmd), cwd=dst, env=env, capture_output=True, text=True)
-        if check and res.returncode != 0:
-            raise AssertionError(f"{cmd} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
-        return res
-
-    run("git", "init", "-q")
-    if not (dst / ".dvc").exists():
-        run(sys.executable, "-m", "dvc", "init", "-q")
-    run("git", "add", "-A")
-    run("git", "commit", "-qm", "init")
-    return dst, run
-
-
-def dvc(run, *args, **kw):
-    return run(sys.executable, "-m", "dvc", *args, **kw)
-
-
-def ran_stages(output: str) -> set[str]:
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+    return copy_repo(tmp_path_factory.mktemp("grmu") / "repo")
 
 
 def test_repro_builds_every_output(repo):

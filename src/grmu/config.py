@@ -24,8 +24,9 @@ DEFAULTS: dict = {
     "reweight": False,
     # hyperparameter recipe of the unlearning methods: auto (the dataset's), none, or a name
     "recipe": "auto",
-    # forget-set groups as [y, a] pairs; null = the dataset's default (dominant) group
-    "forget": {"groups": None},
+    # forget-set groups as [y, a] pairs; null = the dataset's default (dominant) group.
+    # multi_group (FairFace only): 3 or 5 = the paper's 9- or 25-group forget sets
+    "forget": {"groups": None, "multi_group": None},
     "datasets": {},
     "model": {"arch": "small_cnn", "width": 16, "pretrained": "none"},
     "train": {
@@ -80,6 +81,7 @@ OPEN_SECTIONS = {"datasets", "methods"}
 SCHEDULES = ("cosine", "const")
 OPTIMIZERS = ("sgd", "adamw")
 MIA_MODES = ("best_of_grid", "single")
+MULTI_GROUPS = (3, 5)
 
 
 def _check_keys(given: dict, schema: dict, prefix: str) -> None:
@@ -141,6 +143,12 @@ def validate(params: dict) -> dict:
             isinstance(gr, (list, tuple)) and len(gr) == 2 for gr in groups
         ):
             raise GrmuError(f"forget.groups must be a list of [y, a] pairs, got {groups!r}")
+    multi = p["forget"]["multi_group"]
+    if multi is not None:
+        if isinstance(multi, bool) or multi not in MULTI_GROUPS:
+            raise GrmuError(f"forget.multi_group {multi!r} is invalid; valid: null, 3 (9 groups), 5 (25 groups)")
+        if groups is not None:
+            raise GrmuError("forget.groups and forget.multi_group are both set; set one of them to null")
     if not isinstance(p["reweight"], bool):
         raise GrmuError(f"reweight must be true or false, got {p['reweight']!r}")
     return p

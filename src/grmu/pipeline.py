@@ -32,10 +32,10 @@ def prepare(params: dict, out_dir: str | Path) -> dict:
 
 def forget_set(params: dict, prepared: str | Path, ratio: float, seed: int, out: str | Path) -> dict:
     from grmu.data import load_prepared
-    from grmu.splits import forget_pool, resolve_groups, sample_forget, save_forget
+    from grmu.splits import forget_groups, forget_pool, resolve_groups, sample_forget, save_forget
 
     prep = load_prepared(prepared)
-    groups = resolve_groups(prep, params["forget"]["groups"] or prep.meta["default_forget_groups"])
+    groups = resolve_groups(prep, forget_groups(params["forget"], prep.meta))
     forget = sample_forget(prep, groups, ratio, seed)
     pool = forget_pool(prep, groups)
     save_forget(out, forget, groups, ratio, seed, len(pool))

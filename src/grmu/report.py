@@ -16,6 +16,7 @@ import pandas as pd
 from grmu import GrmuError
 from grmu.metrics import METRIC_KEYS, avg_gap, tow
 from grmu.runtime import read_json, write_json, write_text
+from grmu.splits import forget_groups
 
 GOLD = "retrain_reweight"
 MODELS = ("pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")
@@ -196,7 +197,7 @@ def aggregate(params: dict, eval_dir, logs_dir, prepared_meta: dict, metrics_dir
     table = summary_table(df, labels_for(method, reweight))
     header = (f"# {prepared_meta['dataset']}: {model_label('unlearned', method, reweight)} vs references\n\n"
               f"Mean ± std over seeds {list(seeds)}; Δ and avg. gap against RETRAIN+REWEIGHT of the same "
-              f"seed and ratio. Forget groups: {params['forget']['groups'] or prepared_meta['default_forget_groups']}.\n\n")
+              f"seed and ratio. Forget groups: {forget_groups(params['forget'], prepared_meta)}.\n\n")
     write_text(metrics_dir / "table.md", header + to_markdown(table))
     with_paths = [(metrics_dir / "table.csv", table), (metrics_dir / "per_seed.csv", df.drop(columns=["group_acc"]))]
     for path, frame in with_paths:

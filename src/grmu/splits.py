@@ -7,6 +7,12 @@ that file, nothing re-samples (the official code re-sampled on every run, fact s
 * forget = ``int(r * |pool|)`` samples drawn uniformly without replacement from the pool
            (not stratified per group), with ``numpy.random.default_rng(s)``
 * remaining = train − forget (every other group in full, plus the rest of the pool)
+
+The forget groups are ``forget.groups``, else the dataset's default group, or with
+``forget.multi_group: k`` (FairFace only; fact sheet §2.3) every (y, a) combination of the
+targets and sensitive values of the first ``k`` pairs of the dataset's ``multi_group_pairs``:
+k = 3 gives 3 ages x 3 races = 9 groups, k = 5 gives 25. As in the official code, the forget
+set is then drawn uniformly from the union of those groups (not per group).
 """
 from __future__ import annotations
 
@@ -16,6 +22,30 @@ import numpy as np
 
 from grmu import GrmuError
 from grmu.data import Prepared
+
+
+def multi_group_groups(pairs: list, k: int) -> list[list[int]]:
+    """The Cartesian product T x S of the targets T and sensitive values S of ``pairs[:k]``
+    (each in first-appearance order), as [y, a] pairs."""
+    if not 1 <= k <= len(pairs):
+        raise GrmuError(f"forget.multi_group {k} needs {k} group pairs; the dataset defines {len(pairs)}")
+    targets = list(dict.fromkeys(int(y) for y, _ in pairs[:k]))
+    sensitive = list(dict.fromkeys(int(a) for _, a in pairs[:k]))
+    return [[y, a] for y in targets for a in sensitive]
+
+
+def forget_groups(forget: dict, meta: dict) -> list:
+    """The forget groups that the ``forget`` params section selects for a prepared dataset."""
+    k = forget.get("multi_group")
+    if k is None:
+        return forget.get("groups") or meta["default_forget_groups"]
+    pairs = meta.get("multi_group_pairs")
+    if not pairs:
+        raise GrmuError(f"forget.multi_group is only supported by fairface; dataset '{meta.get('dataset')}' "
+                        "has no multi-group forget sets (set forget.multi_group: null)")
+    if forget.get("groups"):
+        raise GrmuError("forget.groups and forget.multi_group are both set; set one of them to null")
+    return multi_group_groups(pairs, int(k))
 
 
 def resolve_groups(prep: Prepared, groups: list) -> list[list[int]]:

@@ -7,6 +7,11 @@ The builder turns raw files (or packaged data) into
 * the inputs as one tensor (uint8 images ``N x C x H x W`` or int64 token ids ``N x L``),
 
 which ``prepare`` writes once to ``data/prepared/`` and every later stage memory-maps.
+
+The builder's ``info`` dict goes into ``meta.json``: ``n_classes``, ``n_attrs``, ``classes``,
+``attrs``, ``input``, and optionally ``augment`` (the training augmentation of image batches:
+``shift``, the default, or ``crop_flip``, see ``grmu.train.AUGMENTATIONS``) and
+``multi_group_pairs`` (the (y, a) pairs behind ``forget.multi_group``, see ``grmu.splits``).
 """
 from __future__ import annotations
 
@@ -49,7 +54,7 @@ def get_dataset(name: str) -> DatasetSpec:
 
 
 def _load_builtin() -> None:
-    from grmu.data import colored_mnist  # noqa: F401  (registers itself)
+    from grmu.data import celeba, colored_mnist, fairface, waterbirds  # noqa: F401  (each registers itself)
 
 
 @dataclass
@@ -88,10 +93,13 @@ def group_index(y, a, n_attrs: int):
 
 
 def save_prepared(out_dir: str | Path, table, inputs, meta: dict) -> None:
-    """Write ``samples.csv``, ``inputs.pt`` and ``meta.json`` atomically into ``out_dir``."""
+    """Write ``samples.csv``, ``inputs.pt`` and ``meta.json`` into ``out_dir``, all at once."""
+    import os
+    import shutil
+
     import torch
 
-    from grmu.runtime import atomic_path, write_json
+    from grmu.runtime import write_json
 
     missing = {"index", "split", "y", "a"} - set(table.columns)
     if missing:
@@ -102,11 +110,26 @@ def save_prepared(out_dir: str | Path, table, inputs, meta: dict) -> None:
     table = table.copy()
     table["g"] = group_index(table["y"].to_numpy(), table["a"].to_numpy(), meta["n_attrs"])
     out_dir = Path(out_dir)
-    with atomic_path(out_dir / "inputs.pt") as tmp:
-        torch.save(inputs, tmp)
-    with atomic_path(out_dir / "samples.csv") as tmp:
-        table[["index", "split", "y", "a", "g"]].to_csv(tmp, index=False)
-    write_json(out_dir / "meta.json", meta)
+    # everything goes into a fresh folder beside out_dir that replaces it only when complete,
+    # so a failure never leaves a partial (or a half-old, half-new) prepared dataset
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        torch.save(inputs, tmp / "inputs.pt")
+        table[["index", "split", "y", "a", "g"]].to_csv(tmp / "samples.csv", index=False)
+        write_json(tmp / "meta.json", meta)
+        old = None
+        if out_dir.exists():
+            old = tmp.with_name(f"{tmp.name}.old")
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_prepared(out_dir: str | Path) -> Prepared:

@@ -10,7 +10,7 @@ from torch import nn
 
 from grmu import GrmuError
 from grmu.methods import UnlearnContext, bool_option, choice_option, number_option, register_method
-from grmu.train import random_shift, to_input
+from grmu.train import to_input, train_augmentation
 
 MARGINALS = ("shuffle", "uniform")
 ORIGINAL_FEATURES = ("original", "unlearned")
@@ -144,7 +144,7 @@ class MIU:
             pos += bs
             x = to_input(ctx.prep.inputs[b], self.dev)
             if ctx.cfg.get("augment") and x.dim() == 4:
-                x = random_shift(x, self.gen)
+                x = train_augmentation(ctx.prep)(x, self.gen)
             g = self.g_all[b].to(self.dev)
             g_bar = self.marginal(g)
             with torch.no_grad():

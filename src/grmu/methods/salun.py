@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from grmu.methods import UnlearnContext, number_option, register_method
-from grmu.train import random_shift, to_input
+from grmu.train import to_input, train_augmentation
 
 # offsets that keep SalUn's own random streams apart from the training loop's (seeded with seed)
 _MASK_STREAM, _LABEL_STREAM = 101, 202
@@ -42,7 +42,7 @@ def forget_gradients(ctx: UnlearnContext, seed_offset: int = _MASK_STREAM) -> di
         b = idx[start : start + bs]
         x = to_input(ctx.prep.inputs[b], dev)
         if ctx.cfg.get("augment") and x.dim() == 4:
-            x = random_shift(x, gen)
+            x = train_augmentation(ctx.prep)(x, gen)
         loss = F.cross_entropy(net(x), y_all[b].to(dev))
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         for acc, gr in zip(total, grads):
