@@ -53,3 +53,20 @@ def test_missing_evaluation_names_the_file(evals):
 
     with pytest.raises(GrmuError, match=r"missing evaluation: .*pretrain/0.9-0.json"):
         collect(evals, [0.5, 0.9], [0])
+
+
+def test_environments_name_every_version_that_differs(evals):
+    from grmu.report import environments
+
+    for model in MODELS:
+        for seed in (0, 1):
+            path = evals / model / f"0.5-{seed}.json"
+            d = json.loads(path.read_text())
+            torch_version = "2.14.1" if (model, seed) != ("unlearned", 1) else "2.15.0"
+            d["run"] = {"grmu": "0.1.0", "torch": "2.14.1", "device": "cpu (2 cores)"}
+            d["trained"] = {"run": {"grmu": "0.1.0", "torch": torch_version, "device": "NVIDIA H100"}}
+            path.write_text(json.dumps(d))
+    env = environments(evals, [0.5], [0, 1])
+    assert env["grmu"] == "0.1.0"
+    assert env["torch"] == "2.14.1, 2.15.0"  # one unlearned model was trained elsewhere
+    assert env["device"] == "NVIDIA H100, cpu (2 cores)"

@@ -107,6 +107,25 @@ def overall_gap(df: pd.DataFrame, model: str = "unlearned") -> tuple[float, floa
     return float(per_seed.mean()), float(per_seed.std(ddof=0))
 
 
+ENV_KEYS = ("grmu", "torch", "torchvision", "dvc", "python", "device")
+
+
+def environments(eval_dir: str | Path, ratios, seeds, models=MODELS) -> dict:
+    """The versions and devices that trained and evaluated the models, each as a sorted,
+    comma-separated list of the distinct values (one value when every run agrees), so a
+    teammate can tell why two summaries differ."""
+    seen = {k: set() for k in ENV_KEYS}
+    for model in models:
+        for r in ratios:
+            for s in seeds:
+                d = read_json(Path(eval_dir) / model / f"{r}-{s}.json", "evaluation")
+                for run in (d.get("run") or {}, (d.get("trained") or {}).get("run") or {}):
+                    for k in ENV_KEYS:
+                        if run.get(k) is not None:
+                            seen[k].add(str(run[k]))
+    return {k: ", ".join(sorted(v)) for k, v in seen.items() if v}
+
+
 def summary_json(df: pd.DataFrame, method: str, reweight: bool) -> dict:
     """Compact metrics for ``dvc metrics show`` / ``dvc exp show``."""
     gap, gap_std = overall_gap(df)
@@ -202,7 +221,8 @@ def aggregate(params: dict, eval_dir, logs_dir, prepared_meta: dict, metrics_dir
     with_paths = [(metrics_dir / "table.csv", table), (metrics_dir / "per_seed.csv", df.drop(columns=["group_acc"]))]
     for path, frame in with_paths:
         write_text(path, frame.to_csv(index=False))
-    write_json(metrics_dir / "summary.json", summary_json(df, method, reweight))
+    write_json(metrics_dir / "summary.json",
+               {**summary_json(df, method, reweight), "env": environments(eval_dir, ratios, seeds)})
 
     names = [f"g{i} ({prepared_meta['classes'][i // prepared_meta['n_attrs']]}, "
              f"{prepared_meta['attrs'][i % prepared_meta['n_attrs']]})"
