@@ -82,8 +82,9 @@ def build_model(model_cfg: dict, n_classes: int, input_shape) -> Net:
 def save_checkpoint(path, model: Net, info: dict) -> None:
     from grmu.runtime import atomic_path
 
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": model.state_dict(), "info": info}, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        # through a file object: torch names the archive after a path, and tmp's name is random
+        torch.save({"state_dict": model.state_dict(), "info": info}, f)
 
 
 def load_checkpoint(path, model: Net) -> dict:

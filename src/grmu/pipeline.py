@@ -59,6 +59,15 @@ def _live(live_dir):
     return Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
 
 
+def _end_live(live, key: str, seconds: float) -> None:
+    """Close a dvclive run, with the wall time in its summary (``metrics.json``). The time is
+    kept out of the checkpoint so that a rerun with the same params writes the same bytes and
+    DVC does not rerun the stages downstream of it."""
+    if live is not None:
+        live.summary[key] = round(seconds, 3)
+        live.end()
+
+
 def train_reference(params: dict, prepared, seed: int, out, live_dir=None, variant: str | None = None,
                     forget_path=None) -> dict:
     """PRETRAIN (``variant=None``: all of train) or RETRAIN (``erm`` / ``reweight`` / ``gdro``:
@@ -102,14 +111,13 @@ def train_reference(params: dict, prepared, seed: int, out, live_dir=None, varia
     t0 = time.time()
     model, history = fit(model, prep, lambda e: [p], cfg, seed=seed, val_idx=prep.indices("val"),
                          select_best=True, live=live, desc=f"{name} s{seed}")
-    info = {"name": name, "seed": seed, "n_train": int(len(idx)), "history": history,
-            "train_seconds": time.time() - t0, "run": run_info(seed)}
-    if live is not None:
-        live.end()
+    seconds = time.time() - t0
+    info = {"name": name, "seed": seed, "n_train": int(len(idx)), "history": history, "run": run_info(seed)}
+    _end_live(live, "train_seconds", seconds)
     save_checkpoint(out, model.cpu(), info)
     best = max(h["val_acc"] for h in history)
-    print(f"{name} seed={seed}: best val acc {best:.2f} in {info['train_seconds']:.1f}s")
-    return info
+    print(f"{name} seed={seed}: best val acc {best:.2f} in {seconds:.1f}s")
+    return {**info, "train_seconds": seconds}
 
 
 def unlearn(params: dict, prepared, pretrained, forget_path, seed: int, out, live_dir=None) -> dict:
@@ -137,13 +145,12 @@ def unlearn(params: dict, prepared, pretrained, forget_path, seed: int, out, liv
     t0 = time.time()
     model = spec.run(ctx)
     info = {"name": spec.name, "reweight": params["reweight"], "recipe": settings["recipe"], "unlearn": settings["unlearn"],
-            "options": options, "source": settings["source"], "seed": seed,
-            "unlearn_seconds": time.time() - t0, "run": run_info(seed)}
-    if live is not None:
-        live.end()
+            "options": options, "source": settings["source"], "seed": seed, "run": run_info(seed)}
+    seconds = time.time() - t0
+    _end_live(live, "unlearn_seconds", seconds)
     save_checkpoint(out, model.cpu(), info)
-    print(f"unlearn {spec.name}{'+reweight' if params['reweight'] else ''} seed={seed}: {info['unlearn_seconds']:.1f}s")
-    return info
+    print(f"unlearn {spec.name}{'+reweight' if params['reweight'] else ''} seed={seed}: {seconds:.1f}s")
+    return {**info, "unlearn_seconds": seconds}
 
 
 def evaluate(params: dict, prepared, checkpoint, forget_path, model_name: str, out) -> dict:
