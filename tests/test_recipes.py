@@ -11,7 +11,7 @@ from grmu.recipes import available, resolve
 
 def settings(ratio=0.5, **params):
     p = validate({"method": "miu", **params})
-    return resolve(p, get_method(p["method"]).options, ratio, UNLEARN_DEFAULTS)
+    return resolve(p, get_method(p["method"]).options, ratio)
 
 
 def test_every_paper_dataset_has_a_recipe():
@@ -42,10 +42,10 @@ def test_celeba_miu_recipe_changes_with_ratio_and_reweight():
 
 def test_fairface_multi_group_entries_replace_the_single_group_ones():
     base = {"method": "miu", "recipe": "fairface", "reweight": True}
-    single = resolve(validate(base), get_method("miu").options, 0.5, UNLEARN_DEFAULTS)
+    single = resolve(validate(base), get_method("miu").options, 0.5)
     p = validate(base)
     p["forget"] = {**p["forget"], "multi_group": 5}  # FairFace's 25-group forget set
-    g5 = resolve(p, get_method("miu").options, 0.5, UNLEARN_DEFAULTS)
+    g5 = resolve(p, get_method("miu").options, 0.5)
     assert (single["unlearn"]["lr"], single["unlearn"]["schedule"], single["options"]["mine_lr"]) == (0.1, "cosine", 1e-3)
     assert (g5["unlearn"]["lr"], g5["unlearn"]["schedule"], g5["options"]["mine_lr"]) == (0.01, "const", 0.01)
 
@@ -62,7 +62,7 @@ def test_every_recipe_resolves_for_every_method_and_ratio(recipe):
         for rw in (False, True):
             for ratio in (0.1, 0.5, 0.9):
                 p = validate({"method": spec.name, "reweight": rw, "recipe": recipe})
-                s = resolve(p, spec.options, ratio, UNLEARN_DEFAULTS)
+                s = resolve(p, spec.options, ratio)
                 assert s["unlearn"]["epochs"] >= 1 and s["unlearn"]["lr"] > 0
 
 

@@ -125,16 +125,14 @@ def unlearn(params: dict, prepared, pretrained, forget_path, seed: int, out, liv
     from grmu.data import load_prepared
     from grmu.methods import UnlearnContext, get_method
     from grmu.models import load_checkpoint, save_checkpoint
-    from grmu.splits import load_forget, remaining_indices
-
-    from grmu.config import UNLEARN_DEFAULTS
     from grmu.recipes import resolve
+    from grmu.splits import load_forget, remaining_indices
 
     spec = get_method(params["method"])
     prep = load_prepared(prepared)
     fs = load_forget(forget_path)
     forget = fs["forget"]
-    settings = resolve(params, spec.options, fs["ratio"], UNLEARN_DEFAULTS)
+    settings = resolve(params, spec.options, fs["ratio"])
     options = settings["options"]
     model = _new_model(params, prep, seed)
     load_checkpoint(pretrained, model)

@@ -137,14 +137,15 @@ class MIU:
             est.requires_grad_(True)
         order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.gen)]
         bs, pos = int(ctx.cfg["batch_size"]), 0
+        augment = train_augmentation(ctx.prep) if ctx.cfg.get("augment") else None
         for _ in range(steps):
             if pos >= len(order):
                 order, pos = self.train_idx[torch.randperm(len(self.train_idx), generator=self.gen)], 0
             b = order[pos : pos + bs]
             pos += bs
             x = to_input(ctx.prep.inputs[b], self.dev)
-            if ctx.cfg.get("augment") and x.dim() == 4:
-                x = train_augmentation(ctx.prep)(x, self.gen)
+            if augment is not None and x.dim() == 4:
+                x = augment(x, self.gen)
             g = self.g_all[b].to(self.dev)
             g_bar = self.marginal(g)
             with torch.no_grad():

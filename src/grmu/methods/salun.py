@@ -22,7 +22,7 @@ def forget_gradients(ctx: UnlearnContext, seed_offset: int = _MASK_STREAM) -> di
     """Per-parameter gradient of the CE loss, summed over the batches of the forget set.
 
     Computed on a copy of the ORIGINAL model in eval mode; batches of ``unlearn.batch_size``
-    in a seeded shuffled order, with the random-shift augmentation when ``unlearn.augment``
+    in a seeded shuffled order, with the dataset's training augmentation when ``unlearn.augment``
     (as the official code, whose forget loader carries the train augmentation). Each
     batch's loss is the batch-mean CE, as in the code. The code back-propagates the negated
     CE; only ``|grad|`` is used, so the sign does not matter.
@@ -38,11 +38,12 @@ def forget_gradients(ctx: UnlearnContext, seed_offset: int = _MASK_STREAM) -> di
     y_all = torch.as_tensor(ctx.prep.y)
     total = [torch.zeros_like(p) for p in params]
     bs = int(ctx.cfg["batch_size"])
+    augment = train_augmentation(ctx.prep) if ctx.cfg.get("augment") else None
     for start in range(0, len(idx), bs):
         b = idx[start : start + bs]
         x = to_input(ctx.prep.inputs[b], dev)
-        if ctx.cfg.get("augment") and x.dim() == 4:
-            x = train_augmentation(ctx.prep)(x, gen)
+        if augment is not None and x.dim() == 4:
+            x = augment(x, gen)
         loss = F.cross_entropy(net(x), y_all[b].to(dev))
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         for acc, gr in zip(total, grads):

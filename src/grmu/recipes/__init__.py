@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from grmu import GrmuError
-from grmu.config import check_loop_section, section_options
+from grmu.config import UNLEARN_DEFAULTS, check_loop_section, section_options
 
 HERE = Path(__file__).parent
 MATCH_KEYS = ("method", "reweight", "ratio", "multi_group")
@@ -84,7 +84,7 @@ def recipe_values(name: str | None, context: dict) -> tuple[dict, dict]:
     return unlearn, options
 
 
-def resolve(params: dict, method_defaults: dict, ratio: float, unlearn_defaults: dict) -> dict:
+def resolve(params: dict, method_defaults: dict, ratio: float) -> dict:
     """Final ``unlearn`` settings and method options for one run, with where each came from.
 
     Returns ``{"recipe", "unlearn", "options", "source"}``; ``source[key]`` is ``default``,
@@ -101,11 +101,11 @@ def resolve(params: dict, method_defaults: dict, ratio: float, unlearn_defaults:
             raise GrmuError(f"recipe {name} sets unknown option '{key}' of method {method}; "
                             f"valid: {', '.join(sorted(method_defaults))}")
     for key in rec_unlearn:
-        if key not in unlearn_defaults:
-            raise GrmuError(f"recipe {name} sets unknown key 'unlearn.{key}'; valid: {', '.join(sorted(unlearn_defaults))}")
+        if key not in UNLEARN_DEFAULTS:
+            raise GrmuError(f"recipe {name} sets unknown key 'unlearn.{key}'; valid: {', '.join(sorted(UNLEARN_DEFAULTS))}")
     out = {"recipe": name, "unlearn": {}, "options": {}, "source": {}}
     for section, defaults, rec, given, prefix in (
-        ("unlearn", unlearn_defaults, rec_unlearn, params.get("unlearn") or {}, "unlearn."),
+        ("unlearn", UNLEARN_DEFAULTS, rec_unlearn, params.get("unlearn") or {}, "unlearn."),
         ("options", method_defaults, rec_options, given_options, f"methods.{method}."),
     ):
         for key, default in defaults.items():
