@@ -22,7 +22,7 @@ import yaml
 from grmu.config import load_params, validate
 from grmu.data import load_prepared
 from grmu.metrics import avg_gap, evaluate
-from grmu.models import build_model, load_checkpoint
+from grmu.models import load_checkpoint, model_for
 from grmu.pipeline import forget_set, prepare, train_reference, unlearn
 from grmu.runtime import device
 from grmu.splits import load_forget, remaining_indices
@@ -47,7 +47,7 @@ def parse_grid(items: list[str]) -> list[tuple[str, list]]:
 def metrics_of(params, prep_dir, ckpt, forget_path) -> dict:
     prep = load_prepared(prep_dir)
     fs = load_forget(forget_path)
-    model = build_model(params["model"], prep.n_classes, prep.meta["input_shape"])
+    model = model_for(params["model"], prep, load_weights=False)
     load_checkpoint(ckpt, model)
     model.to(device()).eval()
     return evaluate(model, prep, fs["forget"], remaining_indices(prep, fs["forget"]), fs["groups"],

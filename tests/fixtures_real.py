@@ -4,6 +4,9 @@ encodings as the real releases), for tests and benchmarks:
 * ``make_celeba(root)``      -> root/celeba/{list_attr_celeba.txt, list_eval_partition.txt, img_align_celeba/}
 * ``make_waterbirds(root)``  -> root/waterbird_complete95_forest2water2/{metadata.csv, <species>/<image>.jpg}
 * ``make_fairface(root)``    -> root/fairface/{fairface_label_train.csv, fairface_label_val.csv, train/, val/}
+* ``make_multinli(root)``    -> root/multinli_1.0/{metadata_random.csv, bert_features/cached_*, MNLI/*.tsv}
+  and root/bert-base-uncased/vocab.txt (a tiny vocabulary); ``make_bert_folder`` saves a tiny
+  random BERT there in the Hugging Face format
 
 How many images of each kind there are is given by the ``*_COUNTS`` tables below, so tests
 can state the expected group counts and split sizes by hand. Rows are interleaved (not
@@ -13,6 +16,9 @@ depends on its label, so a model has something to learn.
 from __future__ import annotations
 
 import csv
+import sys
+import types
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -134,11 +140,124 @@ def make_fairface(root: Path, train_counts: dict = FAIRFACE_TRAIN_COUNTS, val_co
     return base
 
 
-MAKERS = {"celeba": make_celeba, "waterbirds": make_waterbirds, "fairface": make_fairface}
+# (split 0/1/2, gold_label 0/1/2, sentence2_has_negation 0/1) -> number of sentence pairs
+MULTINLI_COUNTS = {
+    (0, 0, 0): 6, (0, 0, 1): 4, (0, 1, 0): 6, (0, 1, 1): 2, (0, 2, 0): 5, (0, 2, 1): 6,
+    **{(split, y, a): 2 for split in (1, 2) for y in range(3) for a in range(2)},
+}
+MULTINLI_FILES = {"train.tsv": 35, "dev_matched.tsv": 9, "dev_mismatched.tsv": 9}  # rows per GLUE file, in order
+MULTINLI_LENGTH = 32  # tokens per pair in the fixture (the real release: 128)
+GLUE_LABELS = ("contradiction", "entailment", "neutral")
+# a tiny BERT vocabulary: the special tokens, whole words and the pieces of the split ones
+BERT_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "cat", "dog", "sat", "on", "mat", "is",
+              "runn", "##ing", "##s", "happy", "sad", "maybe", "not", "never", "don", "'", "t", ".", ",", "cafe",
+              "park", "in"]
+SUBJECTS = ("the cat", "a dog", "the dogs", "cats")
+PLACES_NLI = ("on the mat", "in the park", "at the café", "running in the park")
+LABEL_WORDS = ("sad", "happy", "maybe")  # sentence 2 says the label, so a model can learn it
+
+
+def _multinli_pairs(counts: dict) -> list[tuple]:
+    """(split, label, negation, sentence1, sentence2) rows in a fixed shuffled order."""
+    rows = []
+    for i, (split, y, a) in enumerate(_rows(counts, seed=6)):
+        s1 = f"{SUBJECTS[i % 4].capitalize()} sat {PLACES_NLI[i % 4 if i % 7 else 3]}."
+        neg = ("not ", "never ", "don't ")[i % 3] if a else ""
+        s2 = f"{SUBJECTS[(i + 1) % 4]} is {neg}{LABEL_WORDS[y]}" + (" , runnings" if i % 5 == 0 else "")
+        rows.append((split, y, a, s1, s2))
+    return rows
+
+
+@contextmanager
+def glue_input_features():
+    """pytorch-transformers' ``utils_glue.InputFeatures``, importable (hence picklable under
+    that name, as in the real cached files) while the context lasts."""
+    module = types.ModuleType("utils_glue")
+
+    class InputFeatures:
+        def __init__(self, input_ids, input_mask, segment_ids, label_id):
+            self.input_ids, self.input_mask, self.segment_ids, self.label_id = (
+                input_ids, input_mask, segment_ids, label_id)
+
+    InputFeatures.__module__, InputFeatures.__qualname__ = "utils_glue", "InputFeatures"
+    module.InputFeatures = InputFeatures
+    sys.modules["utils_glue"] = module
+    try:
+        yield InputFeatures
+    finally:
+        del sys.modules["utils_glue"]
+
+
+def make_multinli(root: Path, counts: dict = MULTINLI_COUNTS, features: bool = True, text: bool = True) -> Path:
+    """``root/multinli_1.0`` as the group-DRO release (metadata_random.csv and, if ``features``,
+    the cached features pickled as pytorch-transformers ``utils_glue.InputFeatures`` by
+    ``torch.save``: the train file in torch's legacy format, the dev files in the zip format,
+    tokenised by the ``transformers`` BERT tokenizer), plus, if ``text``, the GLUE MNLI .tsv
+    files, and ``root/bert-base-uncased/vocab.txt``."""
+    import torch
+    from transformers import BertTokenizer
+
+    base = Path(root) / "multinli_1.0"
+    base.mkdir(parents=True, exist_ok=True)
+    vocab = Path(root) / "bert-base-uncased" / "vocab.txt"
+    vocab.parent.mkdir(parents=True, exist_ok=True)
+    vocab.write_text("\n".join(BERT_VOCAB) + "\n")
+    rows = _multinli_pairs(counts)
+    assert sum(MULTINLI_FILES.values()) == len(rows)
+    with open(base / "metadata_random.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["", "gold_label", "sentence2_has_negation", "split"])
+        for i, (split, y, a, _, _) in enumerate(rows):
+            w.writerow([i, y, a, split])
+    chunks, start = {}, 0
+    for name, n in MULTINLI_FILES.items():
+        chunks[name], start = rows[start : start + n], start + n
+    if text:
+        (base / "MNLI").mkdir(exist_ok=True)
+        for name, chunk in chunks.items():
+            labels = ["label1"] if name == "train.tsv" else [f"label{k}" for k in range(1, 6)]
+            header = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+                      "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", *labels, "gold_label"]
+            lines = ["\t".join(header)]
+            for i, (_, y, _, s1, s2) in enumerate(chunk):
+                parse = ["( x )", "( y )", "(ROOT x)", "(ROOT y)"]
+                lines.append("\t".join([str(i), str(100 + i), f"{100 + i}n", "fiction", *parse, s1, s2,
+                                        *[GLUE_LABELS[y]] * len(labels), GLUE_LABELS[y]]))
+            (base / "MNLI" / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if features:
+        with glue_input_features() as InputFeatures:
+            tok = BertTokenizer(str(vocab), do_lower_case=True)
+            (base / "bert_features").mkdir(exist_ok=True)
+            names = ("cached_train_bert-base-uncased_128_mnli", "cached_dev_bert-base-uncased_128_mnli",
+                     "cached_dev_bert-base-uncased_128_mnli-mm")
+            for k, (name, chunk) in enumerate(zip(names, chunks.values())):
+                feats = []
+                for _, y, _, s1, s2 in chunk:
+                    enc = tok(s1, s2, max_length=MULTINLI_LENGTH, truncation="longest_first", padding="max_length")
+                    feats.append(InputFeatures(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], y))
+                torch.save(feats, base / "bert_features" / name, _use_new_zipfile_serialization=k > 0)
+    return base
+
+
+def make_bert_folder(folder: Path, width: int = 16) -> Path:
+    """A tiny randomly initialised BERT saved by ``save_pretrained`` (config.json, model.safetensors)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(BERT_VOCAB), hidden_size=width, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=2 * width)
+    BertModel(config).save_pretrained(folder)
+    (Path(folder) / "vocab.txt").write_text("\n".join(BERT_VOCAB) + "\n")
+    return Path(folder)
+
+
+MAKERS = {"celeba": make_celeba, "waterbirds": make_waterbirds, "fairface": make_fairface,
+          "multinli": make_multinli}
 
 
 def make_all(root: Path) -> Path:
-    """All three datasets under ``root`` (a data_dir)."""
+    """All the datasets under ``root`` (a data_dir)."""
     for make in MAKERS.values():
         make(root)
     return Path(root)

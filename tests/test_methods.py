@@ -1,6 +1,7 @@
 """The unlearning methods (L1-sparse, SalUn, SCRUB, MIU) on a tiny model and small subsets of
 the prepared colored_mnist: registry runs, determinism, loss-term signs, REWEIGHT, options."""
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -298,6 +299,18 @@ def test_scrub_max_steps_raise_and_min_steps_lower_the_kl_on_forget_data(prep, s
 
 # --------------------------------------------------------------------------- MIU
 
+def test_mine_scores_are_the_mlp_on_features_and_one_hot_groups():
+    torch.manual_seed(0)
+    est = miu_mod.MINE(5, 3, hidden=8)
+    z, g, g_bar = torch.randn(7, 5), torch.tensor([0, 1, 2, 2, 1, 0, 0]), torch.tensor([2, 2, 0, 1, 0, 1, 2])
+    want = [est.net(torch.cat([z, F.one_hot(h, 3).float()], dim=1)).squeeze(1) for h in (g, g_bar)]
+    joint, marginal = est.scores(z, g, g_bar)
+    assert torch.allclose(joint, want[0], atol=1e-6) and torch.allclose(marginal, want[1], atol=1e-6)
+    assert torch.allclose(est.scores(z, g), want[0], atol=1e-6)
+    assert est.estimate(z, g, g_bar).item() == pytest.approx(
+        (want[0].mean() - (torch.logsumexp(want[1], 0) - math.log(7))).item(), rel=1e-5)
+
+
 def test_mine_value_and_ema_corrected_gradient():
     torch.manual_seed(0)
     est = miu_mod.MINE(6, 4, hidden=16, ema_alpha=0.1)
@@ -345,12 +358,21 @@ def test_miu_tuning_steps_features_and_model_mode(prep, split, pretrained):
     bn_before = state(ctx.model)
     m0 = [p.detach().clone() for p in st.mi_unlearning.parameters()]
     st.tune(0)
-    assert len(steps) == 2 * 7 and len(orig_calls) == 7  # mi_original tuned on ORIGINAL features
+    assert len(steps) == 2 * 7 and not orig_calls  # epoch 0: the model is the original, features shared
     st.tune(1)
-    assert len(steps) == 2 * (7 + 3)
+    assert len(steps) == 2 * (7 + 3) and len(orig_calls) == 3  # mi_original tuned on ORIGINAL features
     assert any(not torch.equal(a, b) for a, b in zip(m0, st.mi_unlearning.parameters()))
     assert all(torch.equal(v, bn_before[k]) for k, v in state(ctx.model).items())  # eval mode: model untouched
     assert all(not p.requires_grad and p.grad is None for e in st.estimators for p in e.parameters())
+
+    # the epoch-0 shortcut (the model's features for both estimators) changes nothing: tuning
+    # the same steps with the original model's own forward passes gives the same estimators
+    short = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", tune_steps_first=4))
+    long = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", tune_steps=4))
+    short.tune(0)
+    long.tune(1)
+    for a, b in zip(short.estimators, long.estimators):
+        assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
 
     code = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", tune_steps_first=3,
                                 original_features="unlearned", tune_mode="train"))

@@ -13,6 +13,7 @@ from grmu.config import validate
 from grmu.data import Prepared, load_prepared
 from grmu.data.fairface import MULTI_GROUP_PAIRS
 from grmu.data.images import load_image
+from grmu.models import build_model
 from grmu.pipeline import evaluate, forget_set, prepare, train_reference, unlearn
 from grmu.splits import forget_groups, forget_pool, multi_group_groups, sample_forget
 from grmu.train import _crop_boxes, random_resized_crop_flip, random_shift, train_augmentation
@@ -273,6 +274,27 @@ def test_resnet18_at_32px(data_dir, tmp_path):
     info = train_reference(p, tmp_path / "prep", 0, tmp_path / "pre.pt")
     assert info["n_train"] == 22
     unlearn(p, tmp_path / "prep", tmp_path / "pre.pt", tmp_path / "f.json", 0, tmp_path / "u.pt")
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_resnet18_reads_local_imagenet_weights(tmp_path, suffix):
+    from safetensors.torch import save_file
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    state = resnet18(weights=None).state_dict()  # timm's resnet18 uses the same keys
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".safetensors":
+        save_file(state, path)
+    else:
+        torch.save(state, path)
+    net = build_model({"arch": "resnet18", "width": 16, "pretrained": str(path)}, 3, (3, 32, 32))
+    mine = net.body.state_dict()
+    assert all(torch.equal(mine[k], v) for k, v in state.items() if not k.startswith("fc."))
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
+    path.write_bytes(b"not weights")
+    with pytest.raises(GrmuError, match="cannot read .*weights"):
+        build_model({"arch": "resnet18", "width": 16, "pretrained": str(path)}, 3, (3, 32, 32))
 
 
 def test_large_datasets_decode_into_a_file_backed_buffer(data_dir, tmp_path, monkeypatch):

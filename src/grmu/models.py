@@ -1,5 +1,9 @@
 """Architectures. Every model is a ``Net``: a feature extractor ``body`` (x -> z) and a linear
-``head`` (z -> logits), so methods that need the features (MIU) get them directly."""
+``head`` (z -> logits), so methods that need the features (MIU) get them directly.
+
+Image models (``small_cnn``, ``resnet18``) take ``N x C x H x W`` batches; text models
+(``bert``, ``tiny_bert``) take ``N x 3 x L`` integer batches of token ids, attention mask and
+segment ids (see ``grmu.data.multinli``). Weights are only ever read from local files."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +13,14 @@ from torch import nn
 
 from grmu import GrmuError
 
-ARCHS = ("small_cnn", "resnet18")
+ARCHS = ("small_cnn", "resnet18", "bert", "tiny_bert")
+TEXT_ARCHS = ("bert", "tiny_bert")
+BERT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+# plain attention: PyTorch's fused attention with a padding mask has a non-deterministic
+# backward on CUDA, and the same params and seed must give the same model
+EAGER = {"attn_implementation": "eager"}
+BERT_HOWTO = ("a Hugging Face bert-base-uncased folder: config.json, model.safetensors or pytorch_model.bin, "
+              "vocab.txt; e.g. `hf download bert-base-uncased --local-dir <folder>` on a machine with internet")
 
 
 class Net(nn.Module):
@@ -49,12 +60,21 @@ def _resnet18(in_ch: int, pretrained: str) -> tuple[nn.Module, int]:
     net = resnet18(weights=None)
     if pretrained != "none":
         path = Path(pretrained)
-        if not path.exists():
+        if not path.is_file():
             raise GrmuError(
-                f"model.pretrained file not found: {path}; put ImageNet ResNet-18 weights there "
-                "(a torchvision or timm state_dict .pth/.pt) or set model.pretrained=none"
+                f"model.pretrained file not found: {path}; expected ImageNet ResNet-18 weights there, as "
+                "timm's resnet18.a1_in1k (the paper's: `hf download timm/resnet18.a1_in1k model.safetensors`) or "
+                "torchvision's https://download.pytorch.org/models/resnet18-f37072fd.pth; or set model.pretrained=none"
             )
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state = load_file(str(path))
+            else:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch / safetensors raise several types for a damaged file
+            raise GrmuError(f"cannot read {path}: {type(e).__name__}: {e}".splitlines()[0]) from e
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         missing, unexpected = net.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]
@@ -66,17 +86,100 @@ def _resnet18(in_ch: int, pretrained: str) -> tuple[nn.Module, int]:
     return net, 512
 
 
-def build_model(model_cfg: dict, n_classes: int, input_shape) -> Net:
-    """``input_shape`` is one sample's shape, e.g. (3, 28, 28)."""
-    arch = model_cfg["arch"]
-    in_channels = int(input_shape[0])
-    if arch == "small_cnn":
-        body, dim = _small_cnn(in_channels, int(model_cfg["width"]), int(input_shape[-1]))
-    elif arch == "resnet18":
-        body, dim = _resnet18(in_channels, str(model_cfg.get("pretrained", "none")))
+class BertBody(nn.Module):
+    """BERT's pooled ``[CLS]`` output after dropout, i.e. the input of
+    ``BertForSequenceClassification``'s classifier (the paper's ``z``, fact sheet §3)."""
+
+    def __init__(self, bert: nn.Module, dropout: float):
+        super().__init__()
+        self.bert = bert
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.long()
+        out = self.bert(input_ids=x[:, 0], attention_mask=x[:, 1], token_type_ids=x[:, 2])
+        return self.dropout(out.pooler_output)
+
+
+def _bert(arch: str, pretrained: str, width: int, vocab_size: int | None, length: int,
+          load_weights: bool) -> tuple[nn.Module, int]:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network
+    from transformers import BertConfig, BertModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the unused pre-training heads of a checkpoint are expected
+    vocab_size = int(vocab_size or 30522)
+    if arch == "tiny_bert":
+        if pretrained != "none":
+            raise GrmuError("model.arch tiny_bert is randomly initialised; set model.pretrained=none (or use bert)")
+        if width < 2 or width % 2:
+            raise GrmuError(f"model.width must be an even integer >= 2 for tiny_bert (2 attention heads), got {width}")
+        config = BertConfig(vocab_size=vocab_size, hidden_size=width, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=4 * width, max_position_embeddings=max(512, length), **EAGER)
+        bert = BertModel(config)
+    elif pretrained == "none":
+        bert = BertModel(BertConfig(vocab_size=max(vocab_size, 30522), **EAGER))  # BERT-base, random
     else:
+        folder = Path(pretrained)
+        if not (folder / "config.json").is_file() or not any((folder / w).is_file() for w in BERT_WEIGHTS):
+            raise GrmuError(f"model.pretrained: no BERT weights in {folder}; expected {BERT_HOWTO}; "
+                            "or set model.pretrained=none")
+        try:
+            if load_weights:
+                bert, loading = BertModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32,
+                                                          output_loading_info=True, **EAGER)
+            else:
+                config = BertConfig.from_pretrained(str(folder), local_files_only=True, **EAGER)
+                bert, loading = BertModel(config), {}
+        except Exception as e:  # transformers / safetensors raise many types for a damaged folder
+            raise GrmuError(f"cannot load BERT from {folder}: {type(e).__name__}: {e}".splitlines()[0]) from e
+        if loading.get("missing_keys"):
+            missing = sorted(loading["missing_keys"])
+            raise GrmuError(f"{folder} does not hold BERT-base weights: {len(missing)} missing, e.g. {missing[0]}")
+    config = bert.config
+    if length > config.max_position_embeddings:
+        raise GrmuError(f"datasets.multinli.max_length {length} exceeds the {config.max_position_embeddings} "
+                        f"positions of the BERT in {pretrained}")
+    if vocab_size > config.vocab_size:
+        raise GrmuError(f"the prepared data uses {vocab_size} token ids but the BERT in {pretrained} has a "
+                        f"vocabulary of {config.vocab_size}")
+    return BertBody(bert, config.hidden_dropout_prob), config.hidden_size
+
+
+def build_model(model_cfg: dict, n_classes: int, input_shape, *, vocab_size: int | None = None,
+                load_weights: bool = True) -> Net:
+    """``input_shape`` is one sample's shape: ``(C, H, W)`` for images, ``(3, L)`` for tokens.
+
+    ``vocab_size``: the prepared text's vocabulary (text models). ``load_weights=False`` skips
+    reading ``model.pretrained`` (the caller loads a checkpoint over the weights next)."""
+    arch = model_cfg["arch"]
+    if arch not in ARCHS:
         raise GrmuError(f"unknown model.arch '{arch}'; valid: {', '.join(ARCHS)}")
-    return Net(body, dim, n_classes)
+    text = len(input_shape) == 2
+    if text != (arch in TEXT_ARCHS):
+        valid = TEXT_ARCHS if text else tuple(a for a in ARCHS if a not in TEXT_ARCHS)
+        raise GrmuError(f"model.arch {arch} does not take {'token' if text else 'image'} inputs; "
+                        f"valid for this dataset: {', '.join(valid)}")
+    pretrained = str(model_cfg.get("pretrained", "none"))
+    if arch == "small_cnn":
+        body, dim = _small_cnn(int(input_shape[0]), int(model_cfg["width"]), int(input_shape[-1]))
+    elif arch == "resnet18":
+        body, dim = _resnet18(int(input_shape[0]), pretrained if load_weights else "none")
+    else:
+        body, dim = _bert(arch, pretrained, int(model_cfg["width"]), vocab_size, int(input_shape[-1]), load_weights)
+    net = Net(body, dim, n_classes)
+    if arch in TEXT_ARCHS:  # BertForSequenceClassification's classifier init
+        nn.init.normal_(net.head.weight, std=0.02)
+        nn.init.zeros_(net.head.bias)
+    return net
+
+
+def model_for(model_cfg: dict, prep, *, load_weights: bool = True) -> Net:
+    """``build_model`` for a prepared dataset (its classes, input shape and vocabulary)."""
+    return build_model(model_cfg, prep.n_classes, prep.meta["input_shape"], vocab_size=prep.meta.get("vocab_size"),
+                       load_weights=load_weights)
 
 
 def save_checkpoint(path, model: Net, info: dict) -> None:

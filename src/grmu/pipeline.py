@@ -43,12 +43,12 @@ def forget_set(params: dict, prepared: str | Path, ratio: float, seed: int, out:
     return {"size": len(forget), "pool": len(pool)}
 
 
-def _new_model(params: dict, prep, seed: int):
-    from grmu.models import build_model
+def _new_model(params: dict, prep, seed: int, load_weights: bool = True):
+    """A freshly seeded model; ``load_weights=False`` when a checkpoint is loaded over it next."""
+    from grmu.models import model_for
 
     seed_everything(seed)
-    model = build_model(params["model"], prep.n_classes, prep.meta["input_shape"])
-    return model.to(device())
+    return model_for(params["model"], prep, load_weights=load_weights).to(device())
 
 
 def _live(live_dir):
@@ -134,7 +134,7 @@ def unlearn(params: dict, prepared, pretrained, forget_path, seed: int, out, liv
     forget = fs["forget"]
     settings = resolve(params, spec.options, fs["ratio"])
     options = settings["options"]
-    model = _new_model(params, prep, seed)
+    model = _new_model(params, prep, seed, load_weights=False)
     load_checkpoint(pretrained, model)
     model.to(device())
     live = _live(live_dir)
@@ -154,12 +154,12 @@ def unlearn(params: dict, prepared, pretrained, forget_path, seed: int, out, liv
 def evaluate(params: dict, prepared, checkpoint, forget_path, model_name: str, out) -> dict:
     from grmu.data import load_prepared
     from grmu.metrics import evaluate as evaluate_metrics
-    from grmu.models import build_model, load_checkpoint
+    from grmu.models import load_checkpoint, model_for
     from grmu.splits import load_forget, remaining_indices
 
     prep = load_prepared(prepared)
     fs = load_forget(forget_path)
-    model = build_model(params["model"], prep.n_classes, prep.meta["input_shape"])
+    model = model_for(params["model"], prep, load_weights=False)
     info = load_checkpoint(checkpoint, model)
     model.to(device()).eval()
     metrics = evaluate_metrics(model, prep, fs["forget"], remaining_indices(prep, fs["forget"]), fs["groups"],

@@ -4,7 +4,8 @@ A dataset module registers a builder with ``@register_dataset(name, options=...,
 The builder turns raw files (or packaged data) into
 
 * a per-sample table with columns ``index, split, y, a, g`` (``g = a + y * n_attrs``), and
-* the inputs as one tensor (uint8 images ``N x C x H x W`` or int64 token ids ``N x L``),
+* the inputs as one tensor (uint8 images ``N x C x H x W``, or integer ``N x 3 x L`` rows of
+  BERT token ids, attention mask and segment ids),
 
 which ``prepare`` writes once to ``data/prepared/`` and every later stage memory-maps.
 
@@ -54,7 +55,7 @@ def get_dataset(name: str) -> DatasetSpec:
 
 
 def _load_builtin() -> None:
-    from grmu.data import celeba, colored_mnist, fairface, waterbirds  # noqa: F401  (each registers itself)
+    from grmu.data import celeba, colored_mnist, fairface, multinli, waterbirds  # noqa: F401  (each registers itself)
 
 
 @dataclass

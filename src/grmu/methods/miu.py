@@ -44,17 +44,29 @@ class MINE(nn.Module):
         self.ema_alpha = float(ema_alpha)
         self.log_ema: torch.Tensor | None = None
 
-    def scores(self, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        onehot = F.one_hot(g.long(), self.n_groups).to(z.dtype)
-        return self.net(torch.cat([z, onehot], dim=1)).squeeze(1)
+    def scores(self, z: torch.Tensor, *groups: torch.Tensor) -> tuple[torch.Tensor, ...] | torch.Tensor:
+        """``T(z, g)`` for each ``g`` in ``groups`` (one tensor when one is given).
+
+        The first layer acts on ``[z, one_hot(g)]``, i.e. ``W_z z + W_g[:, g] + b``: the
+        ``z`` part is computed once and shared by every group vector, so the joint and the
+        marginal scores of a batch cost one pass over ``z``.
+        """
+        first, act, last = self.net
+        d_z = first.in_features - self.n_groups
+        h_z = F.linear(z, first.weight[:, :d_z], first.bias)
+        w_g = first.weight[:, d_z:].t()  # (|G|, hidden): the one-hot's columns
+        out = tuple(last(act(h_z + w_g[g.long()])).squeeze(1) for g in groups)
+        return out[0] if len(out) == 1 else out
 
     def estimate(self, z: torch.Tensor, g: torch.Tensor, g_bar: torch.Tensor) -> torch.Tensor:
         """The MI estimate with plain autograd gradients and no EMA update (for measuring)."""
-        return self.scores(z, g).mean() - log_mean_exp(self.scores(z, g_bar))
+        joint, marginal = self.scores(z, g, g_bar)
+        return joint.mean() - log_mean_exp(marginal)
 
     def forward(self, z: torch.Tensor, g: torch.Tensor, g_bar: torch.Tensor) -> torch.Tensor:
-        joint = self.scores(z, g).mean()
-        lme = log_mean_exp(self.scores(z, g_bar))
+        joint, marginal = self.scores(z, g, g_bar)
+        joint = joint.mean()
+        lme = log_mean_exp(marginal)
         current = lme.detach()
         a = self.ema_alpha
         if self.log_ema is None or a >= 1.0:
@@ -110,6 +122,10 @@ class MIU:
             self.mi_unlearning = MINE(d_z, self.n_groups, self.o["mine_hidden"], self.o["ema_alpha"])
             self.mi_original = MINE(d_z, self.n_groups, self.o["mine_hidden"], self.o["ema_alpha"])
         self.estimators = (self.mi_unlearning, self.mi_original)
+        # in epoch 0 the model still is the original, so tuning can reuse its features
+        self.starts_as_original = all(
+            torch.equal(a, b) for a, b in zip(ctx.model.state_dict().values(), ctx.original.state_dict().values())
+        )
         self.optimizers = []
         for est in self.estimators:
             est.to(self.dev).requires_grad_(False)
@@ -150,7 +166,10 @@ class MIU:
             g_bar = self.marginal(g)
             with torch.no_grad():
                 z_u = model.features(x)
-                z_o = ctx.original.features(x) if self.o["original_features"] == "original" else z_u
+                # in epoch 0 (eval mode) the model is still the original: same features
+                same = self.o["original_features"] == "unlearned" or (
+                    epoch == 0 and self.starts_as_original and not model.training)
+                z_o = z_u if same else ctx.original.features(x)
             loss = -(self.mi_unlearning(z_u, g, g_bar) + self.mi_original(z_o, g, g_bar))
             for opt in self.optimizers:
                 opt.zero_grad(set_to_none=True)
@@ -244,7 +263,8 @@ def miu(ctx: UnlearnContext):
       ``"original"`` (default, the paper's intent): the ORIGINAL model's features, so it
       estimates the original model's MI. ``"unlearned"`` (the official code): the unlearned
       model's features, like ``mi_unlearning`` (fact sheet §8.4). Either way, step 3 applies
-      it to the original model's features.
+      it to the original model's features. In epoch 0 with ``tune_mode: eval`` the model is
+      still the original, so its features serve both estimators (one forward pass, same values).
     * ``tune_mode``: mode of the unlearned model while computing features in step 1.
       ``"eval"`` (default): running BN statistics are used and left untouched, so the
       tuning (which sees forget samples) does not change the model. ``"train"`` (the
