@@ -412,20 +412,26 @@ def test_prepare_stage_fails_in_one_line_and_writes_nothing(tmp_path):
 # --- end to end: `dvc exp run` on a fixture --------------------------------------------------
 
 @pytest.mark.slow
-def test_dvc_exp_run_on_a_real_dataset_fixture(tmp_path):
+@pytest.mark.parametrize("name,extra,n_groups,pool", [
+    ("celeba", [], 1, 6),       # the fixture's 6 training blond males
+    ("waterbirds", [], 1, 4),   # its 4 waterbirds on land
+    ("fairface", ["-S", "forget.multi_group=3"], 9, None),  # the pool depends on the seeded 90/10 split
+])
+def test_dvc_exp_run_on_a_real_dataset_fixture(tmp_path, name, extra, n_groups, pool):
     from tests._repo import copy_repo, dvc, ran_stages
 
-    root = fx.make_all(tmp_path / "raw")
+    root = fx.MAKERS[name](tmp_path / "raw").parent
     path, run = copy_repo(tmp_path / "repo", {"ratios": [0.5]})
-    res = dvc(run, "exp", "run", "-S", "dataset=fairface", "-S", f"data_dir={root}",
-              "-S", "datasets.fairface.size=16", "-S", "forget.multi_group=3")
+    res = dvc(run, "exp", "run", "-S", f"dataset={name}", "-S", f"data_dir={root}",
+              "-S", f"datasets.{name}.size=16", *extra)
     stages = ran_stages(res.stdout)
     assert {"prepare", "forget_set@0.5-1", "pretrain@1", "retrain@reweight-0.5-1", "unlearn@0.5-1",
             "evaluate@unlearned-0.5-1", "aggregate"} <= stages
     meta = json.loads((path / "data/prepared/meta.json").read_text())
-    assert meta["dataset"] == "fairface" and meta["input_shape"] == [3, 16, 16]
+    assert meta["dataset"] == name and meta["input_shape"] == [3, 16, 16]
     forget = json.loads((path / "data/forget/0.5-1.json").read_text())
-    assert len(forget["groups"]) == 9 and forget["size"] == forget["pool_size"] // 2
+    assert len(forget["groups"]) == n_groups and forget["size"] == forget["pool_size"] // 2
+    assert pool is None or forget["pool_size"] == pool
     summary = json.loads((path / "metrics/summary.json").read_text())
     assert 0 < summary["avg_gap"] <= 100
-    assert "fairface" in (path / "metrics/table.md").read_text()
+    assert name in (path / "metrics/table.md").read_text()
