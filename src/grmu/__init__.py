@@ -8,3 +8,8 @@ class GrmuError(Exception):
 
     Stage scripts print its message as one line and exit non-zero.
     """
+
+    @classmethod
+    def wrap(cls, what: str, e: Exception) -> "GrmuError":
+        """``what: ExceptionType: message``, cut to its first line (for errors of other libraries)."""
+        return cls(f"{what}: {type(e).__name__}: {e}".splitlines()[0])

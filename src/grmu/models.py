@@ -74,7 +74,7 @@ def _resnet18(in_ch: int, pretrained: str) -> tuple[nn.Module, int]:
             else:
                 state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch / safetensors raise several types for a damaged file
-            raise GrmuError(f"cannot read {path}: {type(e).__name__}: {e}".splitlines()[0]) from e
+            raise GrmuError.wrap(f"cannot read {path}", e) from e
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         missing, unexpected = net.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]
@@ -134,7 +134,7 @@ def _bert(arch: str, pretrained: str, width: int, vocab_size: int | None, length
                 config = BertConfig.from_pretrained(str(folder), local_files_only=True, **EAGER)
                 bert, loading = BertModel(config), {}
         except Exception as e:  # transformers / safetensors raise many types for a damaged folder
-            raise GrmuError(f"cannot load BERT from {folder}: {type(e).__name__}: {e}".splitlines()[0]) from e
+            raise GrmuError.wrap(f"cannot load BERT from {folder}", e) from e
         if loading.get("missing_keys"):
             missing = sorted(loading["missing_keys"])
             raise GrmuError(f"{folder} does not hold BERT-base weights: {len(missing)} missing, e.g. {missing[0]}")

@@ -62,7 +62,7 @@ def read_csv(path: Path, columns, download: str, **kw):
     try:
         df = pd.read_csv(path, **kw)
     except Exception as e:  # pandas raises several types for unreadable files
-        raise GrmuError(f"cannot read {path}: {type(e).__name__}: {e}".splitlines()[0]) from e
+        raise GrmuError.wrap(f"cannot read {path}", e) from e
     check_columns(df, columns, path)
     return df
 

@@ -151,7 +151,7 @@ def load_feature_file(path: Path) -> list:
                     _Unpickler(f, encoding="utf-8").load()
                 feats = _Unpickler(f, encoding="utf-8").load()
     except Exception as e:  # pickle and zipfile raise many types for a damaged or foreign file
-        raise GrmuError(f"cannot read {path}: {type(e).__name__}: {e}".splitlines()[0]) from e
+        raise GrmuError.wrap(f"cannot read {path}", e) from e
     if not isinstance(feats, list) or not all(isinstance(f, InputFeatures) for f in feats):
         raise GrmuError(f"{path} is not a list of pytorch-transformers InputFeatures")
     return feats
@@ -218,7 +218,7 @@ def read_tsv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
                 s2.append(row[c2])
                 labels.append(label_of[row[-1]])
     except (UnicodeDecodeError, csv.Error) as e:
-        raise GrmuError(f"cannot read {path}: {type(e).__name__}: {e}".splitlines()[0]) from e
+        raise GrmuError.wrap(f"cannot read {path}", e) from e
     return s1, s2, np.asarray(labels, dtype=np.int64)
 
 

@@ -154,6 +154,9 @@ class MIU:
         order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.gen)]
         bs, pos = int(ctx.cfg["batch_size"]), 0
         augment = train_augmentation(ctx.prep) if ctx.cfg.get("augment") else None
+        # in epoch 0 (eval mode) the model still is the original: its features serve both estimators
+        shared = self.o["original_features"] == "unlearned" or (
+            epoch == 0 and self.starts_as_original and not model.training)
         for _ in range(steps):
             if pos >= len(order):
                 order, pos = self.train_idx[torch.randperm(len(self.train_idx), generator=self.gen)], 0
@@ -166,10 +169,7 @@ class MIU:
             g_bar = self.marginal(g)
             with torch.no_grad():
                 z_u = model.features(x)
-                # in epoch 0 (eval mode) the model is still the original: same features
-                same = self.o["original_features"] == "unlearned" or (
-                    epoch == 0 and self.starts_as_original and not model.training)
-                z_o = z_u if same else ctx.original.features(x)
+                z_o = z_u if shared else ctx.original.features(x)
             loss = -(self.mi_unlearning(z_u, g, g_bar) + self.mi_original(z_o, g, g_bar))
             for opt in self.optimizers:
                 opt.zero_grad(set_to_none=True)
