@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHRUNK = {
     "seeds": [1],
     "ratios": [0.5, 1.0],
-    "datasets": {"colored_mnist": {"size": 14}},
+    "datasets": {"colored_mnist": {"image_size": 14}},
     "model": {"width": 8},
     "train": {"epochs": 2, "batch_size": 256, "warmup_epochs": 0},
     "unlearn": {"epochs": 1, "batch_size": 256},

@@ -11,7 +11,7 @@ from grmu.pipeline import prepare
 def small_params(**over) -> dict:
     """The real config, shrunk to run on CPU in seconds."""
     p = validate({})
-    p["datasets"] = {"colored_mnist": {"size": 14}}
+    p["datasets"] = {"colored_mnist": {"image_size": 14}}
     p["model"] = {"arch": "small_cnn", "width": 8, "pretrained": "none"}
     p["train"] = {**DEFAULTS["train"], "epochs": 2, "batch_size": 128, "warmup_epochs": 0}
     p["unlearn"] = {**UNLEARN_DEFAULTS, "epochs": 1, "batch_size": 128}

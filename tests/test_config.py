@@ -43,3 +43,21 @@ def test_section_options_refuse_unknown_option():
     p = validate({"methods": {"finetune": {"alpha": 1}}})
     with pytest.raises(GrmuError, match=r"unknown key 'methods.finetune.alpha'; valid keys: \(none\)"):
         section_options(p, "methods", "finetune", {})
+
+
+def test_no_param_is_named_like_a_key_dvc_drops_from_the_run_cache():
+    """DVC's run-cache hashes a stage's params without any key named `size` or `nfiles`: a
+    param of that name would let a changed value restore stale outputs."""
+    from pathlib import Path
+
+    import yaml
+
+    def keys(d, prefix=""):
+        for k, v in d.items():
+            yield f"{prefix}{k}"
+            if isinstance(v, dict):
+                yield from keys(v, f"{prefix}{k}.")
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    bad = [k for k in keys(params) if k.rsplit(".", 1)[-1] in ("size", "nfiles")]
+    assert not bad, bad

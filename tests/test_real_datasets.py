@@ -25,7 +25,7 @@ DATASETS = ("celeba", "waterbirds", "fairface")
 
 
 def real_params(name, data_dir, size=16, **over):
-    p = small_params(dataset=name, data_dir=str(data_dir), datasets={name: {"size": size}}, **over)
+    p = small_params(dataset=name, data_dir=str(data_dir), datasets={name: {"image_size": size}}, **over)
     p["train"] = {**p["train"], "epochs": 1, "batch_size": 16}
     p["unlearn"] = {**p["unlearn"], "batch_size": 16}
     return p
@@ -400,13 +400,13 @@ def test_prepare_stage_fails_in_one_line_and_writes_nothing(tmp_path):
     root = broken(tmp_path, "fairface", _truncate_first_listed_image)
     name = (root / "fairface/truncated.txt").read_text()
     out = tmp_path / "prepared"
-    params = {"dataset": "fairface", "data_dir": str(root), "datasets": {"fairface": {"size": 16}}}
+    params = {"dataset": "fairface", "data_dir": str(root), "datasets": {"fairface": {"image_size": 16}}}
     res = run_stage("prepare.py", "--out", out, params=params, tmp_path=tmp_path)
     assert_one_line_error(res, "corrupt image", name, "fairface_label_train.csv", "Truncated")
     assert not out.exists()
-    params["datasets"]["fairface"]["size"] = 4
+    params["datasets"]["fairface"]["image_size"] = 4
     res = run_stage("prepare.py", "--out", out, params=params, tmp_path=tmp_path)
-    assert_one_line_error(res, "datasets.fairface.size must be an integer >= 8", "got 4")
+    assert_one_line_error(res, "datasets.fairface.image_size must be an integer >= 8", "got 4")
 
 
 # --- end to end: `dvc exp run` on a fixture --------------------------------------------------
@@ -423,7 +423,7 @@ def test_dvc_exp_run_on_a_real_dataset_fixture(tmp_path, name, extra, n_groups, 
     root = fx.MAKERS[name](tmp_path / "raw").parent
     path, run = copy_repo(tmp_path / "repo", {"ratios": [0.5]})
     res = dvc(run, "exp", "run", "-S", f"dataset={name}", "-S", f"data_dir={root}",
-              "-S", f"datasets.{name}.size=16", *extra)
+              "-S", f"datasets.{name}.image_size=16", *extra)
     stages = ran_stages(res.stdout)
     assert {"prepare", "forget_set@0.5-1", "pretrain@1", "retrain@reweight-0.5-1", "unlearn@0.5-1",
             "evaluate@unlearned-0.5-1", "aggregate"} <= stages

@@ -194,6 +194,14 @@ def load_checkpoint(path, model: Net) -> dict:
     path = Path(path)
     if not path.exists():
         raise GrmuError(f"missing checkpoint: {path} (run the stage that trains it, e.g. `dvc repro`)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        # weights_only: tensors and plain data only, so a tampered checkpoint (from a remote, a
+        # teammate's dvc.lock, `dvc exp pull`) can never run code while it is read
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+            raise ValueError("not a grmu checkpoint (expected a dict with 'state_dict' and 'info')")
+        model.load_state_dict(ckpt["state_dict"])
+    except Exception as e:  # pickle, zipfile, torch raise many types for a damaged or foreign file
+        raise GrmuError.wrap(f"cannot load checkpoint {path} (rerun the stage that makes it, e.g. "
+                             "`dvc repro --force <stage>`, or `dvc pull` it again)", e) from e
     return ckpt.get("info", {})

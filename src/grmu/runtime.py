@@ -52,7 +52,7 @@ def run_info(seed: int | None = None) -> dict:
         "seed": seed,
         "grmu": __version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: TorchVersion is not plain data
         "torchvision": _version("torchvision"),
         "dvc": _version("dvc"),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({os.cpu_count()} cores)",

@@ -141,8 +141,14 @@ def load_prepared(out_dir: str | Path) -> Prepared:
 
     out_dir = Path(out_dir)
     meta = read_json(out_dir / "meta.json", "prepared dataset")
-    table = pd.read_csv(out_dir / "samples.csv")
-    inputs = torch.load(out_dir / "inputs.pt", mmap=True)
+    try:
+        table = pd.read_csv(out_dir / "samples.csv")
+        # weights_only: a tensor and nothing else; a tampered file can never run code
+        inputs = torch.load(out_dir / "inputs.pt", mmap=True, weights_only=True)
+        if not isinstance(inputs, torch.Tensor):
+            raise ValueError(f"inputs.pt holds a {type(inputs).__name__}, not a tensor")
+    except Exception as e:  # pandas, pickle, zipfile, torch raise many types for a damaged file
+        raise GrmuError.wrap(f"cannot read the prepared dataset in {out_dir} (rerun `dvc repro prepare`)", e) from e
     if len(table) != len(inputs) or not (table["index"].to_numpy() == np.arange(len(table))).all():
         raise GrmuError(f"prepared dataset in {out_dir} is inconsistent; rerun `dvc repro prepare`")
     return Prepared(

@@ -23,7 +23,7 @@ from grmu import GrmuError
 from grmu.data import register_dataset
 from grmu.data.images import check_size, check_values, decode_images, need_dir, need_file
 
-OPTIONS = {"size": 224}
+OPTIONS = {"image_size": 224}
 TARGET, SENSITIVE = "Blond_Hair", "Male"
 SPLIT_NAMES = {0: "train", 1: "val", 2: "test"}
 DOWNLOAD = ("download img_align_celeba.zip, list_attr_celeba.txt and list_eval_partition.txt from "
@@ -67,7 +67,7 @@ def build(options: dict, data_dir):
     """CelebA: blond hair (y) vs sex (a = male), official splits, forget blond males."""
     import pandas as pd
 
-    size = check_size("celeba", options["size"])
+    size = check_size("celeba", options["image_size"])
     root = need_dir(Path(data_dir) / "celeba", "CelebA folder", DOWNLOAD)
     attr_path, part_path = root / "list_attr_celeba.txt", root / "list_eval_partition.txt"
     part = read_partition(part_path)

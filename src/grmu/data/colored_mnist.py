@@ -27,7 +27,7 @@ OPTIONS = {
     "val_frac": 0.2,
     "corr": 0.85,
     "eval_corr": 0.5,
-    "size": 14,
+    "image_size": 14,
     "color_strength": 0.3,
 }
 
@@ -53,8 +53,8 @@ def build(options: dict, data_dir=None):
             raise GrmuError(f"datasets.colored_mnist.{key} must be in [0, 1], got {options[key]!r}")
     if options["train_frac"] + options["val_frac"] >= 1:
         raise GrmuError("datasets.colored_mnist: train_frac + val_frac must be < 1 (the rest is test)")
-    if options["size"] not in (7, 14, 28):
-        raise GrmuError(f"datasets.colored_mnist.size {options['size']!r} is invalid; valid: 7, 14, 28")
+    if options["image_size"] not in (7, 14, 28):
+        raise GrmuError(f"datasets.colored_mnist.image_size {options['image_size']!r} is invalid; valid: 7, 14, 28")
 
     images, digits = _load_digits()
     n = len(digits)
@@ -73,8 +73,8 @@ def build(options: dict, data_dir=None):
     a = np.where(agree, y, 1 - y).astype(np.int64)
 
     gray = torch.from_numpy(images).unsqueeze(1)  # N x 1 x 28 x 28
-    if options["size"] != 28:
-        gray = F.adaptive_avg_pool2d(gray.float(), options["size"]).round().to(torch.uint8)
+    if options["image_size"] != 28:
+        gray = F.adaptive_avg_pool2d(gray.float(), options["image_size"]).round().to(torch.uint8)
     dim = gray.float() * (1 - options["color_strength"])
     red = torch.from_numpy(a == 0).view(-1, 1, 1, 1)
     r_ch = torch.where(red, gray.float(), dim)

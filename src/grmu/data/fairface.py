@@ -31,7 +31,7 @@ from grmu import GrmuError
 from grmu.data import register_dataset
 from grmu.data.images import check_size, check_values, decode_images, need_dir, read_csv
 
-OPTIONS = {"size": 224, "seed": 0}
+OPTIONS = {"image_size": 224, "seed": 0}
 AGES = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70")
 RACES = ("Black", "Southeast Asian", "Middle Eastern", "Indian", "Latino_Hispanic", "White", "East Asian")
 COLUMNS = ("file", "age", "race", "service_test")
@@ -68,7 +68,7 @@ def build(options: dict, data_dir):
     """FairFace: age (9 bins, y) vs race (7, a), seeded 90/10 train/val, forget 20-29 & Black."""
     import pandas as pd
 
-    size = check_size("fairface", options["size"])
+    size = check_size("fairface", options["image_size"])
     seed = options["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise GrmuError(f"datasets.fairface.seed must be a non-negative integer, got {seed!r}")

@@ -37,7 +37,7 @@ CHUNK = 64  # images per decoding task
 
 def check_size(dataset: str, size) -> int:
     if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise GrmuError(f"datasets.{dataset}.size must be an integer >= 8 (the paper: 224), got {size!r}")
+        raise GrmuError(f"datasets.{dataset}.image_size must be an integer >= 8 (the paper: 224), got {size!r}")
     return size
 
 

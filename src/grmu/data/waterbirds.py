@@ -21,7 +21,7 @@ import numpy as np
 from grmu.data import register_dataset
 from grmu.data.images import check_size, check_values, decode_images, need_dir, read_csv
 
-OPTIONS = {"size": 224}
+OPTIONS = {"image_size": 224}
 FOLDER = "waterbird_complete95_forest2water2"
 COLUMNS = ("img_filename", "y", "split", "place")
 SPLIT_NAMES = {0: "train", 1: "val", 2: "test"}
@@ -34,7 +34,7 @@ def build(options: dict, data_dir):
     """Waterbirds: waterbird (y) vs background (a = water), official splits, forget waterbirds on land."""
     import pandas as pd
 
-    size = check_size("waterbirds", options["size"])
+    size = check_size("waterbirds", options["image_size"])
     root = need_dir(Path(data_dir) / FOLDER, "Waterbirds folder", DOWNLOAD)
     meta_path = root / "metadata.csv"
     df = read_csv(meta_path, COLUMNS, DOWNLOAD, dtype={"img_filename": str})
