@@ -2,8 +2,8 @@
 import argparse
 
 from grmu.config import load_params
-from grmu.report import aggregate
 from grmu.runtime import read_json, stage_main
+from grmu.stages import aggregate
 
 
 def main():
@@ -16,7 +16,7 @@ def main():
     ap.add_argument("--plots", default="plots")
     args = ap.parse_args()
     meta = read_json(f"{args.prepared}/meta.json", "prepared dataset")
-    aggregate(load_params(args.params), args.evals, args.logs, meta, args.metrics, args.plots)
+    aggregate.run(load_params(args.params), args.evals, args.logs, meta, args.metrics, args.plots)
     print(open(f"{args.metrics}/table.md").read())
 
 

@@ -2,8 +2,8 @@
 import argparse
 
 from grmu.config import load_params
-from grmu.pipeline import evaluate
 from grmu.runtime import stage_main
+from grmu.stages import evaluate
 
 
 def main():
@@ -15,7 +15,7 @@ def main():
     ap.add_argument("--forget", required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    evaluate(load_params(args.params), args.prepared, args.model, args.forget, args.name, args.out)
+    evaluate.run(load_params(args.params), args.prepared, args.model, args.forget, args.name, args.out)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 import argparse
 
 from grmu.config import load_params
-from grmu.pipeline import forget_set
 from grmu.runtime import stage_main
+from grmu.stages import forget_set
 
 
 def main():
@@ -14,7 +14,7 @@ def main():
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    forget_set(load_params(args.params), args.prepared, args.ratio, args.seed, args.out)
+    forget_set.run(load_params(args.params), args.prepared, args.ratio, args.seed, args.out)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 import argparse
 
 from grmu.config import load_params
-from grmu.pipeline import prepare
 from grmu.runtime import stage_main
+from grmu.stages import prepare
 
 
 def main():
@@ -11,7 +11,7 @@ def main():
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", default="data/prepared")
     args = ap.parse_args()
-    prepare(load_params(args.params), args.out)
+    prepare.run(load_params(args.params), args.out)
 
 
 if __name__ == "__main__":

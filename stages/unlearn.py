@@ -2,8 +2,8 @@
 import argparse
 
 from grmu.config import load_params
-from grmu.pipeline import unlearn
 from grmu.runtime import stage_main
+from grmu.stages import unlearn
 
 
 def main():
@@ -16,7 +16,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--live")
     args = ap.parse_args()
-    unlearn(load_params(args.params), args.prepared, args.pretrained, args.forget, args.seed, args.out, args.live)
+    unlearn.run(load_params(args.params), args.prepared, args.pretrained, args.forget, args.seed, args.out, args.live)
 
 
 if __name__ == "__main__":

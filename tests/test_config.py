@@ -2,6 +2,13 @@ import pytest
 
 from grmu import GrmuError
 from grmu.config import load_params, section_options, validate
+from tests._repo import merge
+from tests.conftest import repo_params
+
+
+def params(**over) -> dict:
+    """The repository's params.yaml with ``over`` merged in, validated."""
+    return validate(merge(repo_params(), over))
 
 
 def test_repo_params_file_is_valid():
@@ -11,36 +18,47 @@ def test_repo_params_file_is_valid():
 
 def test_unknown_top_level_key_names_the_key_and_valid_choices():
     with pytest.raises(GrmuError, match=r"unknown key 'methd'.*valid keys here: .*method"):
-        validate({"methd": "scrub"})
+        params(methd="scrub")
 
 
 def test_unknown_nested_key_is_refused():
     with pytest.raises(GrmuError, match=r"unknown key 'train.learning_rate'"):
-        validate({"train": {"learning_rate": 0.1}})
+        params(train={"learning_rate": 0.1})
     with pytest.raises(GrmuError, match=r"unknown key 'retrain.gdro.etaa'"):
-        validate({"retrain": {"gdro": {"etaa": 1}}})
+        params(retrain={"gdro": {"etaa": 1}})
 
 
 @pytest.mark.parametrize("ratio", [0, -0.1, 1.5, "half"])
 def test_ratio_outside_unit_interval_is_refused(ratio):
     with pytest.raises(GrmuError, match=r"ratio .* outside \(0, 1\]"):
-        validate({"ratios": [0.5, ratio]})
+        params(ratios=[0.5, ratio])
 
 
 def test_bad_schedule_and_mia_mode_are_refused():
     with pytest.raises(GrmuError, match="train.schedule 'linear' is unknown; valid: cosine, const"):
-        validate({"train": {"schedule": "linear"}})
+        params(train={"schedule": "linear"})
     with pytest.raises(GrmuError, match="eval.mia 'all'"):
-        validate({"eval": {"mia": "all"}})
+        params(eval={"mia": "all"})
 
 
-def test_partial_sections_are_completed_with_defaults():
-    p = validate({"train": {"epochs": 3}})
-    assert p["train"]["epochs"] == 3 and p["train"]["lr"] > 0
+def test_a_missing_key_is_refused_not_defaulted():
+    """params.yaml is the one home of the defaults: nothing fills a missing key in."""
+    p = repo_params()
+    del p["train"]["lr"]
+    with pytest.raises(GrmuError, match=r"params lack the key 'train.lr'"):
+        validate(p)
+    p = repo_params()
+    del p["eval"]
+    with pytest.raises(GrmuError, match=r"params lack the key 'eval'"):
+        validate(p)
+    p = repo_params()
+    del p["retrain"]["gdro"]["eta"]
+    with pytest.raises(GrmuError, match=r"params lack the key 'retrain.gdro.eta'"):
+        validate(p)
 
 
 def test_section_options_refuse_unknown_option():
-    p = validate({"methods": {"finetune": {"alpha": 1}}})
+    p = params(methods={"finetune": {"alpha": 1}})
     with pytest.raises(GrmuError, match=r"unknown key 'methods.finetune.alpha'; valid keys: \(none\)"):
         section_options(p, "methods", "finetune", {})
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from grmu import GrmuError
-from grmu.data import get_dataset, group_index
+from grmu.data import get_dataset
+from grmu.prepared import group_index
 
 
 def test_table_splits_and_group_formula(prep):

@@ -15,7 +15,8 @@ from grmu.methods import miu as miu_mod
 from grmu.methods import salun as salun_mod
 from grmu.methods import scrub as scrub_mod
 from grmu.models import build_model
-from grmu.train import Pass, fit, to_input
+from grmu.inference import to_input
+from grmu.train import Pass, fit
 
 NEW_METHODS = ["l1_sparse", "salun", "scrub", "miu"]
 # options that keep the tests fast; everything else at its default

@@ -8,11 +8,15 @@ import pytest
 import torch
 
 from grmu import GrmuError
-from grmu.data import load_prepared
+from grmu.prepared import load_prepared
 from grmu.data.multinli import load_feature_file
 from grmu.data.wordpiece import WordPiece, basic_tokens
 from grmu.models import build_model, model_for
-from grmu.pipeline import evaluate, forget_set, prepare, train_reference, unlearn
+from grmu.stages.evaluate import run as evaluate
+from grmu.stages.forget_set import run as forget_set
+from grmu.stages.prepare import run as prepare
+from grmu.stages.unlearn import run as unlearn
+from tests.conftest import train_reference
 from grmu.splits import sample_forget
 from tests import fixtures_real as fx
 from tests.test_real_datasets import counts, synthetic

@@ -5,8 +5,10 @@ import json
 import numpy as np
 import pytest
 
-import grmu.data
-from grmu.pipeline import forget_set, train_reference
+import grmu.prepared
+from grmu.stages import pretrain, retrain
+from grmu.stages.forget_set import run as forget_set
+from tests.conftest import train_reference
 from tests.conftest import small_params
 
 
@@ -29,7 +31,7 @@ def recorded(prepared_dir, tmp_path, monkeypatch):
     """(forget set, train(variant) -> indices read while training)."""
     forget_set(small_params(), prepared_dir, 0.9, 0, tmp_path / "f.json")
     forget = set(json.loads((tmp_path / "f.json").read_text())["forget"])
-    real_load = grmu.data.load_prepared
+    real_load = grmu.prepared.load_prepared
     recorders = []
 
     def load_recording(path):
@@ -38,7 +40,8 @@ def recorded(prepared_dir, tmp_path, monkeypatch):
         recorders.append(prep.inputs)
         return prep
 
-    monkeypatch.setattr(grmu.data, "load_prepared", load_recording)
+    for stage in (pretrain, retrain):
+        monkeypatch.setattr(stage, "load_prepared", load_recording)
 
     def train(variant):
         train_reference(small_params(), prepared_dir, 0, tmp_path / "m.pt", variant=variant,

@@ -10,13 +10,17 @@ import torch
 
 from grmu import GrmuError
 from grmu.config import validate
-from grmu.data import Prepared, load_prepared
+from grmu.prepared import Prepared, load_prepared
 from grmu.data.fairface import MULTI_GROUP_PAIRS
 from grmu.data.images import load_image
 from grmu.models import build_model
-from grmu.pipeline import evaluate, forget_set, prepare, train_reference, unlearn
+from grmu.stages.evaluate import run as evaluate
+from grmu.stages.forget_set import run as forget_set
+from grmu.stages.prepare import run as prepare
+from grmu.stages.unlearn import run as unlearn
+from tests.conftest import train_reference
 from grmu.splits import forget_groups, forget_pool, multi_group_groups, sample_forget
-from grmu.train import _crop_boxes, random_resized_crop_flip, random_shift, train_augmentation
+from grmu.augment import _crop_boxes, random_resized_crop_flip, random_shift, train_augmentation
 from tests import fixtures_real as fx
 from tests.conftest import small_params
 from tests.test_stage_errors import assert_one_line_error, run_stage
@@ -213,11 +217,11 @@ def test_multi_group_is_refused_where_it_does_not_apply(prepared, tmp_path):
         forget_set(p, prepared["celeba"], 0.5, 0, tmp_path / "f.json")
     assert not (tmp_path / "f.json").exists()
     with pytest.raises(GrmuError, match=r"forget.multi_group 4 is invalid; valid: null, 3 \(9 groups\), 5"):
-        validate({"forget": {"multi_group": 4}})
+        validate(small_params(forget={"multi_group": 4}))
     with pytest.raises(GrmuError, match="forget.multi_group True is invalid"):
-        validate({"forget": {"multi_group": True}})
+        validate(small_params(forget={"multi_group": True}))
     with pytest.raises(GrmuError, match="forget.groups and forget.multi_group are both set"):
-        validate({"forget": {"multi_group": 3, "groups": [[3, 0]]}})
+        validate(small_params(forget={"multi_group": 3, "groups": [[3, 0]]}))
     assert forget_groups({"groups": None, "multi_group": None}, {"default_forget_groups": [[1, 1]]}) == [[1, 1]]
 
 

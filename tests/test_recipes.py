@@ -4,13 +4,19 @@ import pytest
 
 from grmu import GrmuError
 from grmu.cli import main
-from grmu.config import UNLEARN_DEFAULTS, load_params, validate
+from grmu.config import load_params, validate
 from grmu.methods import get_method, list_methods
-from grmu.recipes import available, resolve
+from grmu.recipes import UNLEARN_DEFAULTS, available, resolve
+from tests._repo import merge
+from tests.conftest import repo_params
 
 
-def settings(ratio=0.5, **params):
-    p = validate({"method": "miu", **params})
+def params(**over) -> dict:
+    return validate(merge(repo_params(), over))
+
+
+def settings(ratio=0.5, **over):
+    p = params(**{"method": "miu", **over})
     return resolve(p, get_method(p["method"]).options, ratio)
 
 
@@ -42,8 +48,8 @@ def test_celeba_miu_recipe_changes_with_ratio_and_reweight():
 
 def test_fairface_multi_group_entries_replace_the_single_group_ones():
     base = {"method": "miu", "recipe": "fairface", "reweight": True}
-    single = resolve(validate(base), get_method("miu").options, 0.5)
-    p = validate(base)
+    single = resolve(params(**base), get_method("miu").options, 0.5)
+    p = params(**base)
     p["forget"] = {**p["forget"], "multi_group": 5}  # FairFace's 25-group forget set
     g5 = resolve(p, get_method("miu").options, 0.5)
     assert (single["unlearn"]["lr"], single["unlearn"]["schedule"], single["options"]["mine_lr"]) == (0.1, "cosine", 1e-3)
@@ -61,18 +67,18 @@ def test_every_recipe_resolves_for_every_method_and_ratio(recipe):
     for spec in list_methods():
         for rw in (False, True):
             for ratio in (0.1, 0.5, 0.9):
-                p = validate({"method": spec.name, "reweight": rw, "recipe": recipe})
+                p = params(method=spec.name, reweight=rw, recipe=recipe)
                 s = resolve(p, spec.options, ratio)
                 assert s["unlearn"]["epochs"] >= 1 and s["unlearn"]["lr"] > 0
 
 
 def test_unknown_recipe_and_unknown_option_fail_with_the_valid_ones():
     with pytest.raises(GrmuError, match=r"unknown recipe 'celebA'; valid: auto, none, .*celeba"):
-        validate({"recipe": "celebA"})
+        settings(recipe="celebA")
     with pytest.raises(GrmuError, match=r"unknown key 'methods.scrub.temprature'; valid keys: .*temperature"):
         settings(method="scrub", methods={"scrub": {"temprature": 2}})
     with pytest.raises(GrmuError, match=r"unlearn.optimizer 'adam' is unknown; valid: sgd, adamw"):
-        validate({"unlearn": {"optimizer": "adam"}})
+        params(unlearn={"optimizer": "adam"})
 
 
 def test_repo_params_leave_recipe_keys_to_the_recipe():

@@ -4,7 +4,8 @@ import json
 import pandas as pd
 import pytest
 
-from grmu.report import MODELS, add_gaps, collect, labels_for, summary_json, summary_table
+from grmu.report.gaps import MODELS, add_gaps, collect, summary_json
+from grmu.report.tables import labels_for, summary_table
 
 KEYS = ("RA", "UA", "TA", "MIA", "EO", "GA")
 
@@ -56,7 +57,7 @@ def test_missing_evaluation_names_the_file(evals):
 
 
 def test_environments_name_every_version_that_differs(evals):
-    from grmu.report import environments
+    from grmu.report.tables import environments
 
     for model in MODELS:
         for seed in (0, 1):

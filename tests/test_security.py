@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from grmu import GrmuError
-from grmu.data import load_prepared
+from grmu.prepared import load_prepared
 from grmu.models import build_model, load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,13 +96,13 @@ def test_poisoned_pretrained_weights_are_refused(tmp_path):
 
 def test_evaluate_stage_refuses_poisoned_checkpoint_in_one_line(prepared_dir, tmp_path):
     """Through the stage script, as `dvc repro` runs it: one line, exit 2, no output, no payload."""
-    from grmu.pipeline import forget_set
+    from grmu.stages.forget_set import run as forget_set
     from tests.conftest import small_params
 
     forget_set(small_params(), prepared_dir, 0.5, 0, tmp_path / "f.json")
     marker = tmp_path / "ran"
     poison(tmp_path / "m.pt", marker, lambda p: {"state_dict": {}, "info": p})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(small_params()))
     out = tmp_path / "e.json"
     res = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "--params", str(tmp_path / "params.yaml"),
                           "--prepared", str(prepared_dir), "--model", str(tmp_path / "m.pt"), "--name", "x",

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grmu.pipeline import forget_set
+from grmu.stages.forget_set import run as forget_set
+from tests._repo import merge
 from tests.conftest import small_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_stage(script, *args, params=None, tmp_path):
     pfile = tmp_path / "params.yaml"
-    pfile.write_text(yaml.safe_dump(params if params is not None else {}))
+    """Run a stage script with the shrunk repository params, ``params`` merged in."""
+    pfile.write_text(yaml.safe_dump(merge(small_params(), params or {})))
     return subprocess.run([sys.executable, str(ROOT / "stages" / script), "--params", str(pfile), *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT)
 

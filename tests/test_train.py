@@ -2,8 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from grmu.inference import model_accuracy, predict, to_input
+from grmu.metrics import accuracy
 from grmu.models import build_model
-from grmu.pipeline import evaluate, forget_set, train_reference
+from grmu.stages.evaluate import run as evaluate
+from grmu.stages.forget_set import run as forget_set
+from tests.conftest import train_reference
 from grmu.train import Pass, fit, lr_factor
 
 
@@ -16,18 +20,84 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_factor({**cfg, "schedule": "const"}, 3, 0, 10) == 1.0
 
 
-def test_fit_learns_and_keeps_best_validation_epoch(prep):
+def _ascent_after_first_epoch(tr):
+    """Epoch 0 learns; later epochs ascend the loss, so validation accuracy falls: the best
+    epoch is the first one, never the last."""
+    import torch.nn.functional as F
+
+    def passes(epoch):
+        if epoch == 0:
+            return [Pass("train", tr, batch_size=128)]
+        return [Pass("train", tr, lambda m, x, y, g: -F.cross_entropy(m(x), y), batch_size=128)]
+
+    return passes
+
+
+CFG = {"epochs": 3, "batch_size": 128, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0,
+       "warmup_epochs": 0, "schedule": "const"}
+
+
+@pytest.mark.parametrize("select_best", [True, False])
+def test_fit_keeps_the_best_epoch_or_the_last(prep, select_best):
     torch.manual_seed(0)
     model = build_model({"arch": "small_cnn", "width": 8}, 2, prep.meta["input_shape"])
-    cfg = {"epochs": 3, "batch_size": 128, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0,
-           "warmup_epochs": 0, "schedule": "const"}
+    tr, va = prep.indices("train"), prep.indices("val")
+    model, hist = fit(model, prep, _ascent_after_first_epoch(tr), CFG, seed=0, val_idx=va, select_best=select_best)
+    accs = [h["val_acc"] for h in hist]
+    assert accs[0] > accs[-1] + 10 and accs[0] == max(accs)  # the fixture: best first, worst last
+    kept = model_accuracy(model, prep, va)
+    assert kept == pytest.approx(accs[0] if select_best else accs[-1])
+    assert hist[0].get("best") is (True if select_best else None)
+
+
+def test_unlearning_keeps_the_last_epoch(prep):
+    """UnlearnContext.fit does no model selection: the model after the last epoch is returned."""
+    from grmu.methods import UnlearnContext
+
+    class Recorder:
+        def __init__(self):
+            self.rows = []
+
+        def log_metric(self, k, v):
+            if k == "val_acc":
+                self.rows.append(v)
+
+        def next_step(self):
+            pass
+
+    torch.manual_seed(0)
+    model = build_model({"arch": "small_cnn", "width": 8}, 2, prep.meta["input_shape"])
+    live = Recorder()
     tr = prep.indices("train")
-    model, hist = fit(model, prep, lambda e: [Pass("train", tr, batch_size=128)], cfg, seed=0,
-                      val_idx=prep.indices("val"), select_best=True)
-    assert hist[-1]["loss_train"] < hist[0]["loss_train"]
-    best = max(h["val_acc"] for h in hist)
-    from grmu.train import accuracy
-    assert accuracy(model, prep, prep.indices("val")) == pytest.approx(best)
+    ctx = UnlearnContext(model=model, prep=prep, forget_idx=tr[:50], remaining_idx=tr[50:], cfg={**CFG, "augment": False},
+                         options={}, reweight=False, seed=0, live=live)
+    out = ctx.fit(_ascent_after_first_epoch(tr))
+    assert live.rows[0] > live.rows[-1] + 10
+    assert model_accuracy(out, prep, prep.indices("val")) == pytest.approx(live.rows[-1])
+
+
+def test_predict_runs_in_eval_mode_and_restores_the_mode(prep):
+    """BatchNorm must use its running statistics in evaluation, whatever mode the model was in."""
+    torch.manual_seed(0)
+    model = build_model({"arch": "small_cnn", "width": 8}, 2, prep.meta["input_shape"])
+    idx = prep.indices("val")[:64]
+    with torch.no_grad():  # give BN running stats that differ from a batch's own statistics
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.fill_(0.3)
+                m.running_var.fill_(2.0)
+    model.train()
+    logits = predict(model, prep, idx, batch_size=16)
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        expected = model(to_input(prep.inputs[torch.as_tensor(idx)], "cpu"))
+        model.train()
+        batch_stats = model(to_input(prep.inputs[torch.as_tensor(idx)], "cpu"))
+    assert torch.allclose(logits, expected, atol=1e-5)
+    assert not torch.allclose(logits, batch_stats, atol=1e-3)
+    pred = logits.argmax(1).numpy()
+    assert model_accuracy(model, prep, idx) == pytest.approx(accuracy(pred, prep.y[idx]))
 
 
 def test_same_params_and_seed_give_identical_weights_and_metrics(prepared_dir, tmp_path):

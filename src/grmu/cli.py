@@ -30,11 +30,10 @@ def main(argv=None) -> int:
             opts = ", ".join(f"{k}={v}" for k, v in m.options.items()) or "no options"
             print(f"{m.name:12s} {_first_line(m.doc)} [{opts}]")
     elif args.cmd == "datasets":
-        from grmu.data import DATASETS, _load_builtin
+        from grmu.data import list_datasets
 
-        _load_builtin()
-        for name, spec in sorted(DATASETS.items()):
-            print(f"{name:14s} {_first_line(spec.doc)} (default forget groups {spec.forget_groups})")
+        for spec in list_datasets():
+            print(f"{spec.name:14s} {_first_line(spec.doc)} (default forget groups {spec.forget_groups})")
     elif args.cmd == "recipes":
         from grmu import GrmuError
         from grmu.recipes import available, load_recipe, recipe_table
@@ -50,7 +49,7 @@ def main(argv=None) -> int:
             return 2
     elif args.cmd == "report":
         from grmu import GrmuError
-        from grmu.report import report
+        from grmu.report.compare import report
 
         try:
             print(report(args.repo, args.out, args.num))

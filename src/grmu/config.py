@@ -1,10 +1,13 @@
 """Reading and validating ``params.yaml``.
 
-``DEFAULTS`` is the schema: every key a user may set, with its default. A key in
-``params.yaml`` that is not in ``DEFAULTS`` is refused with the list of valid keys, so a
-typo never silently falls back to a default. Sections whose keys are open (the per-dataset
-and per-method option maps) are listed in ``OPEN_SECTIONS``; their inner keys are checked
-by the dataset or method that reads them.
+The repository's ``params.yaml`` is the one home of every default value; this module only
+knows which keys exist (``SCHEMA``) and what values they may take. A key in a params file that
+is not in ``SCHEMA`` is refused with the list of valid keys (a typo never falls back to a
+default), and so is a file that lacks one (every key is needed; copy it from the repository's
+``params.yaml``). Sections whose keys are open (``datasets``, ``methods``) are checked by the
+dataset or method that reads them: a dataset's keys must all be given
+(``dataset_options``); a method's options default to the method's registered values
+(``section_options``), with the recipe in between (``grmu.recipes``).
 """
 from __future__ import annotations
 
@@ -15,66 +18,26 @@ import yaml
 
 from grmu import GrmuError
 
-DEFAULTS: dict = {
-    "dataset": "colored_mnist",
-    "data_dir": "data/raw",
-    "seeds": [0, 1, 2],
-    "ratios": [0.1, 0.5, 0.9],
-    "method": "finetune",
-    "reweight": False,
-    # hyperparameter recipe of the unlearning methods: auto (the dataset's), none, or a name
-    "recipe": "auto",
-    # forget-set groups as [y, a] pairs; null = the dataset's default (dominant) group.
-    # multi_group (FairFace only): 3 or 5 = the paper's 9- or 25-group forget sets
+LOOP_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_epochs", "schedule", "augment",
+             "optimizer")
+# the keys of params.yaml; None marks a leaf, a dict a section (OPEN_SECTIONS: keys checked elsewhere)
+SCHEMA: dict = {
+    "dataset": None,
+    "data_dir": None,
+    "seeds": None,
+    "ratios": None,
+    "method": None,
+    "reweight": None,
+    "recipe": None,
     "forget": {"groups": None, "multi_group": None},
     "datasets": {},
-    "model": {"arch": "small_cnn", "width": 16, "pretrained": "none"},
-    "train": {
-        "epochs": 10,
-        "batch_size": 64,
-        "lr": 0.02,
-        "momentum": 0.9,
-        "weight_decay": 2e-3,
-        "warmup_epochs": 1,
-        "schedule": "cosine",
-        "augment": True,
-        "optimizer": "sgd",
-    },
-    # per-variant overrides of `train` for the RETRAIN reference models (null = as in train)
-    "retrain": {
-        "erm": {"lr": None, "batch_size": None},
-        "reweight": {"lr": None, "batch_size": None},
-        "gdro": {"lr": None, "batch_size": None, "eta": 0.1},
-    },
-    # shared by every unlearning method: null everywhere = take the recipe's value, else
-    # UNLEARN_DEFAULTS (see grmu.recipes); a value given in params.yaml wins.
-    "unlearn": {
-        "epochs": None,
-        "batch_size": None,
-        "lr": None,
-        "momentum": None,
-        "weight_decay": None,
-        "warmup_epochs": None,
-        "schedule": None,
-        "augment": None,
-        "optimizer": None,
-    },
+    "model": {"arch": None, "width": None, "pretrained": None},
+    "train": dict.fromkeys(LOOP_KEYS),
+    "retrain": {"erm": {"lr": None, "batch_size": None}, "reweight": {"lr": None, "batch_size": None},
+                "gdro": {"lr": None, "batch_size": None, "eta": None}},
+    "unlearn": dict.fromkeys(LOOP_KEYS),
     "methods": {},
-    "eval": {"batch_size": 512, "mia": "best_of_grid"},
-}
-
-# the paper's common unlearning setup (fact sheet §5.1), used where neither params.yaml nor
-# the recipe sets a key
-UNLEARN_DEFAULTS = {
-    "epochs": 10,
-    "batch_size": 64,
-    "lr": 0.01,
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "warmup_epochs": 0,
-    "schedule": "cosine",
-    "augment": True,
-    "optimizer": "sgd",
+    "eval": {"batch_size": None, "mia": None},
 }
 
 OPEN_SECTIONS = {"datasets", "methods"}
@@ -97,14 +60,14 @@ def _check_keys(given: dict, schema: dict, prefix: str) -> None:
             _check_keys(value, schema[key], f"{prefix}.{key}" if prefix else key)
 
 
-def _merge(defaults: dict, given: dict) -> dict:
-    out = copy.deepcopy(defaults)
-    for key, value in given.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+def _check_complete(given: dict, schema: dict, prefix: str) -> None:
+    for key, sub in schema.items():
+        name = f"{prefix}{key}"
+        if key not in given:
+            raise GrmuError(f"params lack the key '{name}'; every key of the repository's params.yaml is needed "
+                            "(copy it from there; README: Parameters)")
+        if isinstance(sub, dict) and sub and name not in OPEN_SECTIONS:
+            _check_complete(given[key], sub, f"{name}.")
 
 
 def check_loop_section(section: str, cfg: dict) -> None:
@@ -119,11 +82,12 @@ def check_loop_section(section: str, cfg: dict) -> None:
 
 
 def validate(params: dict) -> dict:
-    """Return ``params`` merged over ``DEFAULTS``; raise GrmuError on anything invalid."""
+    """Return a copy of ``params``; raise GrmuError on anything unknown, missing or invalid."""
     if not isinstance(params, dict):
         raise GrmuError("params.yaml must be a mapping of keys to values")
-    _check_keys(params, DEFAULTS, "")
-    p = _merge(DEFAULTS, params)
+    _check_keys(params, SCHEMA, "")
+    _check_complete(params, SCHEMA, "")
+    p = copy.deepcopy(params)
     for r in p["ratios"]:
         if not isinstance(r, (int, float)) or isinstance(r, bool) or not 0 < r <= 1:
             raise GrmuError(f"ratio {r!r} is outside (0, 1]; ratios must be numbers in (0, 1]")
@@ -132,9 +96,6 @@ def validate(params: dict) -> dict:
             raise GrmuError(f"seed {s!r} is not a non-negative integer")
     check_loop_section("train", p["train"])
     check_loop_section("unlearn", {k: v for k, v in p["unlearn"].items() if v is not None})
-    from grmu.recipes import recipe_name
-
-    recipe_name(p)  # refuses an unknown recipe
     if p["eval"]["mia"] not in MIA_MODES:
         raise GrmuError(f"eval.mia '{p['eval']['mia']}' is unknown; valid: {', '.join(MIA_MODES)}")
     groups = p["forget"]["groups"]
@@ -164,8 +125,23 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return validate(raw)
 
 
+def dataset_options(p: dict, spec) -> dict:
+    """The options of dataset ``spec`` from ``datasets.<name>``: exactly its registered keys."""
+    given = (p.get("datasets") or {}).get(spec.name)
+    if not isinstance(given, dict):
+        raise GrmuError(f"params lack the section 'datasets.{spec.name}' (keys: {', '.join(spec.options)}); "
+                        "copy it from the repository's params.yaml")
+    for key in given:
+        if key not in spec.options:
+            raise GrmuError(f"unknown key 'datasets.{spec.name}.{key}'; valid keys: {', '.join(sorted(spec.options))}")
+    for key in spec.options:
+        if key not in given:
+            raise GrmuError(f"params lack the key 'datasets.{spec.name}.{key}'; copy it from the repository's params.yaml")
+    return {key: given[key] for key in spec.options}
+
+
 def section_options(p: dict, section: str, name: str, defaults: dict) -> dict:
-    """Options for one dataset or method: ``p[section][name]`` over ``defaults``.
+    """Options for one method: ``p[section][name]`` over ``defaults`` (a null keeps the default).
 
     Unknown option names are refused with the list of valid ones.
     """
@@ -174,4 +150,4 @@ def section_options(p: dict, section: str, name: str, defaults: dict) -> dict:
         if key not in defaults:
             valid = ", ".join(sorted(defaults)) or "(none)"
             raise GrmuError(f"unknown key '{section}.{name}.{key}'; valid keys: {valid}")
-    return {**defaults, **given}
+    return {**defaults, **{k: v for k, v in given.items() if v is not None}}

@@ -3,9 +3,10 @@
 Notation: ``pred`` predicted classes, ``y`` targets, ``a`` sensitive attributes. The forget
 groups are a list of (y, a) pairs; ``T`` = their targets and ``S`` = their sensitive values.
 For binary data with one forget group (t, s), ``y in T`` is ``y == t`` and ``a in S`` is ``a == s``.
+
+Pure formulas over numpy arrays: no torch here (inference lives in ``grmu.inference``).
 """
 from __future__ import annotations
-
 
 import numpy as np
 
@@ -127,36 +128,31 @@ def tow(model: dict, reference: dict) -> float:
     return float(100 * np.prod([1 - abs(model[k] - reference[k]) / 100 for k in ("RA", "UA", "TA")]))
 
 
-def evaluate(model, prep, forget_idx, remaining_idx, groups, mia_mode="best_of_grid", batch_size=512) -> dict:
-    """All metrics of one model on one (ratio, seed) split. Forget-group metrics use ``groups``."""
-    import torch
-    import torch.nn.functional as F
+EVAL_SETS = ("remaining", "forget", "val", "test")
 
-    from grmu.train import predict
 
-    sets = {"remaining": remaining_idx, "forget": forget_idx, "val": prep.indices("val"), "test": prep.indices("test")}
-    pred, loss = {}, {}
-    for name, idx in sets.items():
-        logits = predict(model, prep, idx, batch_size)
-        pred[name] = logits.argmax(1).numpy()
-        loss[name] = F.cross_entropy(logits, torch.as_tensor(prep.y[idx]), reduction="none").numpy()
-    t = sets["test"]
-    yt, at, gt, pt = prep.y[t], prep.a[t], prep.g[t], pred["test"]
-    out = {
-        "RA": accuracy(pred["remaining"], prep.y[remaining_idx]),
-        "UA": accuracy(pred["forget"], prep.y[forget_idx]),
-        "TA": accuracy(pt, yt),
-    }
-    out.update(mia_efficacy(loss["remaining"], loss["val"], loss["forget"], loss["test"], mia_mode))
+def split_metrics(pred, loss, y, a, g, sets: dict, groups, n_groups: int, mia_mode: str = "best_of_grid") -> dict:
+    """Every metric of one model on one (ratio, seed) split (fact sheet §2.5, §6).
+
+    ``pred`` (predicted class), ``loss`` (per-sample cross-entropy), ``y``, ``a``, ``g``:
+    arrays indexed by sample. ``sets`` maps each of ``EVAL_SETS`` to sample indices:
+    ``remaining`` (RA; MIA members), ``forget`` (UA; MIA targets), ``val`` (MIA non-members,
+    VA) and ``test`` (TA, MIA AUC negatives, and every group and fairness metric). The
+    forget-group metrics (GA, EO, DP, EP) use every pair of ``groups``.
+    """
+    r, f, v, t = (np.asarray(sets[k]) for k in EVAL_SETS)
+    yt, at, gt, pt = y[t], a[t], g[t], pred[t]
+    out = {"RA": accuracy(pred[r], y[r]), "UA": accuracy(pred[f], y[f]), "TA": accuracy(pt, yt)}
+    out.update(mia_efficacy(loss[r], loss[v], loss[f], loss[t], mia_mode))
     out.update(
         {
             "EO": equalized_odds(pt, yt, at, groups),
             "GA": forget_group_accuracy(pt, yt, at, groups),
             "DP": demographic_parity(pt, yt, at, groups),
             "EP": equal_opportunity(pt, yt, at, groups),
-            "WG": worst_group_accuracy(pt, yt, gt, prep.n_groups),
-            "VA": accuracy(pred["val"], prep.y[sets["val"]]),
-            "group_acc": group_accuracies(pt, yt, gt, prep.n_groups),
+            "WG": worst_group_accuracy(pt, yt, gt, n_groups),
+            "VA": accuracy(pred[v], y[v]),
+            "group_acc": group_accuracies(pt, yt, gt, n_groups),
         }
     )
     return out

@@ -11,10 +11,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from grmu import GrmuError
+from dataclasses import dataclass
+from typing import Callable
 
-ARCHS = ("small_cnn", "resnet18", "bert", "tiny_bert")
-TEXT_ARCHS = ("bert", "tiny_bert")
+from grmu import GrmuError
+from grmu.registry import Registry
 BERT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 # plain attention: PyTorch's fused attention with a padding mask has a non-deterministic
 # backward on CUDA, and the same params and seed must give the same model
@@ -148,29 +149,65 @@ def _bert(arch: str, pretrained: str, width: int, vocab_size: int | None, length
     return BertBody(bert, config.hidden_dropout_prob), config.hidden_size
 
 
+@dataclass
+class ArchSpec:
+    name: str
+    build: Callable  # (model_cfg, input_shape, vocab_size, load_weights) -> (body, feature dim)
+    text: bool  # takes N x 3 x L token batches (else N x C x H x W images)
+
+
+MODELS: Registry[ArchSpec] = Registry("model.arch")
+
+
+def register_model(name: str, *, text: bool = False):
+    """Register ``build(model_cfg, input_shape, vocab_size, load_weights) -> (body, dim)``."""
+    def deco(fn):
+        MODELS.add(name, ArchSpec(name, fn, text))
+        return fn
+
+    return deco
+
+
+def list_models() -> list[str]:
+    return MODELS.names()
+
+
+@register_model("small_cnn")
+def _build_small_cnn(cfg, shape, vocab_size, load_weights):
+    return _small_cnn(int(shape[0]), int(cfg["width"]), int(shape[-1]))
+
+
+@register_model("resnet18")
+def _build_resnet18(cfg, shape, vocab_size, load_weights):
+    return _resnet18(int(shape[0]), str(cfg.get("pretrained", "none")) if load_weights else "none")
+
+
+@register_model("bert", text=True)
+def _build_bert(cfg, shape, vocab_size, load_weights):
+    return _bert("bert", str(cfg.get("pretrained", "none")), int(cfg["width"]), vocab_size, int(shape[-1]), load_weights)
+
+
+@register_model("tiny_bert", text=True)
+def _build_tiny_bert(cfg, shape, vocab_size, load_weights):
+    return _bert("tiny_bert", str(cfg.get("pretrained", "none")), int(cfg["width"]), vocab_size, int(shape[-1]),
+                 load_weights)
+
+
 def build_model(model_cfg: dict, n_classes: int, input_shape, *, vocab_size: int | None = None,
                 load_weights: bool = True) -> Net:
     """``input_shape`` is one sample's shape: ``(C, H, W)`` for images, ``(3, L)`` for tokens.
 
     ``vocab_size``: the prepared text's vocabulary (text models). ``load_weights=False`` skips
     reading ``model.pretrained`` (the caller loads a checkpoint over the weights next)."""
-    arch = model_cfg["arch"]
-    if arch not in ARCHS:
-        raise GrmuError(f"unknown model.arch '{arch}'; valid: {', '.join(ARCHS)}")
+    spec = MODELS.get(model_cfg["arch"])
     text = len(input_shape) == 2
-    if text != (arch in TEXT_ARCHS):
-        valid = TEXT_ARCHS if text else tuple(a for a in ARCHS if a not in TEXT_ARCHS)
-        raise GrmuError(f"model.arch {arch} does not take {'token' if text else 'image'} inputs; "
+    if text != spec.text:
+        valid = [m.name for m in MODELS.entries() if m.text == text]
+        raise GrmuError(f"model.arch {spec.name} does not take {'token' if text else 'image'} inputs; "
                         f"valid for this dataset: {', '.join(valid)}")
-    pretrained = str(model_cfg.get("pretrained", "none"))
-    if arch == "small_cnn":
-        body, dim = _small_cnn(int(input_shape[0]), int(model_cfg["width"]), int(input_shape[-1]))
-    elif arch == "resnet18":
-        body, dim = _resnet18(int(input_shape[0]), pretrained if load_weights else "none")
-    else:
-        body, dim = _bert(arch, pretrained, int(model_cfg["width"]), vocab_size, int(input_shape[-1]), load_weights)
+    body, dim = spec.build(model_cfg, input_shape, vocab_size, load_weights)
     net = Net(body, dim, n_classes)
-    if arch in TEXT_ARCHS:  # BertForSequenceClassification's classifier init
+    if spec.text:  # BertForSequenceClassification's classifier init
         nn.init.normal_(net.head.weight, std=0.02)
         nn.init.zeros_(net.head.bias)
     return net
@@ -180,6 +217,17 @@ def model_for(model_cfg: dict, prep, *, load_weights: bool = True) -> Net:
     """``build_model`` for a prepared dataset (its classes, input shape and vocabulary)."""
     return build_model(model_cfg, prep.n_classes, prep.meta["input_shape"], vocab_size=prep.meta.get("vocab_size"),
                        load_weights=load_weights)
+
+
+def new_model(model_cfg: dict, prep, seed: int | None = None, *, load_weights: bool = True) -> Net:
+    """``model_for`` on the run's device, first seeding every RNG with ``seed`` (unless None),
+    so that a model's initial weights depend on the seed alone. ``load_weights=False`` when a
+    checkpoint is loaded over it next."""
+    from grmu.runtime import device, seed_everything
+
+    if seed is not None:
+        seed_everything(seed)
+    return model_for(model_cfg, prep, load_weights=load_weights).to(device())
 
 
 def save_checkpoint(path, model: Net, info: dict) -> None:

@@ -91,6 +91,24 @@ def read_json(path: str | Path, what: str = "file"):
     return json.loads(path.read_text())
 
 
+def open_live(live_dir):
+    """A dvclive run logging into ``live_dir`` (None: no logging)."""
+    if live_dir is None:
+        return None
+    from dvclive import Live
+
+    return Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+
+
+def close_live(live, key: str, seconds: float) -> None:
+    """Close a dvclive run, with the wall time in its summary (``metrics.json``). The time is
+    kept out of the checkpoint so that a rerun with the same params writes the same bytes and
+    DVC does not rerun the stages downstream of it."""
+    if live is not None:
+        live.summary[key] = round(seconds, 3)
+        live.end()
+
+
 def stage_main(fn) -> None:
     """Run a stage's ``fn()``: a GrmuError becomes one line on stderr and exit code 2."""
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from grmu import GrmuError
-from grmu.data import Prepared
+from grmu.prepared import Prepared
 
 
 def multi_group_groups(pairs: list, k: int) -> list[list[int]]:

@@ -23,7 +23,7 @@ from grmu import GrmuError
 from grmu.data import register_dataset
 from grmu.data.images import check_size, check_values, decode_images, need_dir, need_file
 
-OPTIONS = {"image_size": 224}
+OPTIONS = ("image_size",)  # values: params.yaml datasets.celeba
 TARGET, SENSITIVE = "Blond_Hair", "Male"
 SPLIT_NAMES = {0: "train", 1: "val", 2: "test"}
 DOWNLOAD = ("download img_align_celeba.zip, list_attr_celeba.txt and list_eval_partition.txt from "

@@ -21,15 +21,7 @@ import numpy as np
 from grmu import GrmuError
 from grmu.data import register_dataset
 
-OPTIONS = {
-    "seed": 0,
-    "train_frac": 0.6,
-    "val_frac": 0.2,
-    "corr": 0.85,
-    "eval_corr": 0.5,
-    "image_size": 14,
-    "color_strength": 0.3,
-}
+OPTIONS = ("seed", "train_frac", "val_frac", "corr", "eval_corr", "image_size", "color_strength")  # values: params.yaml
 
 
 def _load_digits():

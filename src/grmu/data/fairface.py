@@ -31,7 +31,7 @@ from grmu import GrmuError
 from grmu.data import register_dataset
 from grmu.data.images import check_size, check_values, decode_images, need_dir, read_csv
 
-OPTIONS = {"image_size": 224, "seed": 0}
+OPTIONS = ("image_size", "seed")  # values: params.yaml datasets.fairface
 AGES = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70")
 RACES = ("Black", "Southeast Asian", "Middle Eastern", "Indian", "Latino_Hispanic", "White", "East Asian")
 COLUMNS = ("file", "age", "race", "service_test")

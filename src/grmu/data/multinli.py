@@ -41,7 +41,7 @@ from grmu import GrmuError
 from grmu.data import register_dataset
 from grmu.data.images import check_values, need_dir, need_file, read_csv
 
-OPTIONS = {"source": "auto", "max_length": 128, "vocab": None}
+OPTIONS = ("source", "max_length", "vocab")  # values: params.yaml datasets.multinli
 SOURCES = ("auto", "features", "text")
 FOLDER = "multinli_1.0"
 LABELS = ("contradiction", "entailment", "neutral")  # GLUE order

@@ -21,7 +21,7 @@ import numpy as np
 from grmu.data import register_dataset
 from grmu.data.images import check_size, check_values, decode_images, need_dir, read_csv
 
-OPTIONS = {"image_size": 224}
+OPTIONS = ("image_size",)  # values: params.yaml datasets.waterbirds
 FOLDER = "waterbird_complete95_forest2water2"
 COLUMNS = ("img_filename", "y", "split", "place")
 SPLIT_NAMES = {0: "train", 1: "val", 2: "test"}

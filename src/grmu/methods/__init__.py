@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from grmu import GrmuError
+from grmu.registry import Registry
 from grmu.robust import reweight_weights
 from grmu.train import Pass, ce_loss, fit
 
@@ -27,12 +28,19 @@ class MethodSpec:
     doc: str = ""
 
 
-METHODS: dict[str, MethodSpec] = {}
+def _load_builtin() -> None:
+    from grmu.methods import finetune, l1_sparse, miu, salun, scrub  # noqa: F401  (each registers itself)
+
+
+METHODS: Registry[MethodSpec] = Registry("method", _load_builtin)
 
 
 def register_method(name: str, *, options: dict | None = None):
+    """Register ``fn(ctx) -> model`` as method ``name``; ``options`` are its own
+    hyperparameters with their defaults (the one home of those defaults: params.yaml's
+    ``methods.<name>`` keys are null unless a user sets them)."""
     def deco(fn):
-        METHODS[name] = MethodSpec(name, fn, dict(options or {}), (fn.__doc__ or "").strip())
+        METHODS.add(name, MethodSpec(name, fn, dict(options or {}), (fn.__doc__ or "").strip()))
         return fn
 
     return deco
@@ -60,20 +68,12 @@ def bool_option(method: str, opts: dict, key: str) -> bool:
     return opts[key]
 
 
-def _load_builtin() -> None:
-    from grmu.methods import finetune, l1_sparse, miu, salun, scrub  # noqa: F401  (each registers itself)
-
-
 def get_method(name: str) -> MethodSpec:
-    _load_builtin()
-    if name not in METHODS:
-        raise GrmuError(f"unknown method '{name}'; valid: {', '.join(sorted(METHODS))}")
-    return METHODS[name]
+    return METHODS.get(name)
 
 
 def list_methods() -> list[MethodSpec]:
-    _load_builtin()
-    return [METHODS[k] for k in sorted(METHODS)]
+    return METHODS.entries()
 
 
 @dataclass

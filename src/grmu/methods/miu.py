@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from grmu import GrmuError
+from grmu.augment import train_augmentation
+from grmu.inference import to_input
 from grmu.methods import UnlearnContext, bool_option, choice_option, number_option, register_method
-from grmu.train import to_input, train_augmentation
 
 MARGINALS = ("shuffle", "uniform")
 ORIGINAL_FEATURES = ("original", "unlearned")

@@ -7,8 +7,9 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from grmu.augment import train_augmentation
+from grmu.inference import to_input
 from grmu.methods import UnlearnContext, number_option, register_method
-from grmu.train import to_input, train_augmentation
 
 # offsets that keep SalUn's own random streams apart from the training loop's (seeded with seed)
 _MASK_STREAM, _LABEL_STREAM = 101, 202

@@ -10,7 +10,8 @@ An entry applies when each of its match keys (``method``, ``reweight``, ``ratio`
 earlier ones. ``unlearn`` sets keys of the shared ``unlearn`` section, ``options`` the
 method's own options (``methods.<method>``).
 
-Precedence, lowest first: built-in defaults < recipe < ``params.yaml``. A key set to ``null``
+Precedence, lowest first: built-in defaults (``UNLEARN_DEFAULTS`` here, each method's
+registered options) < recipe < ``params.yaml``. A key set to ``null``
 in ``params.yaml`` (or left out) takes the recipe's value, so ``dvc exp run -S unlearn.lr=0.1``
 always wins. ``recipe: auto`` uses the recipe named like the dataset when there is one.
 """
@@ -22,9 +23,22 @@ from pathlib import Path
 import yaml
 
 from grmu import GrmuError
-from grmu.config import UNLEARN_DEFAULTS, check_loop_section, section_options
+from grmu.config import check_loop_section, section_options
 
 HERE = Path(__file__).parent
+# the paper's common unlearning setup (fact sheet §5.1): the value of an `unlearn` key that
+# neither params.yaml nor the recipe sets
+UNLEARN_DEFAULTS = {
+    "epochs": 10,
+    "batch_size": 64,
+    "lr": 0.01,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "warmup_epochs": 0,
+    "schedule": "cosine",
+    "augment": True,
+    "optimizer": "sgd",
+}
 MATCH_KEYS = ("method", "reweight", "ratio", "multi_group")
 ENTRY_KEYS = set(MATCH_KEYS) | {"unlearn", "options", "note"}
 

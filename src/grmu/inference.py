@@ -1,0 +1,59 @@
+"""Running a model on prepared samples: the one place where grmu does inference.
+
+``predict`` gives logits in eval mode (restoring the model's mode afterwards);
+``predictions`` gives the predicted class and per-sample cross-entropy of named index sets,
+as full-length arrays for the pure metric formulas in ``grmu.metrics``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from grmu.prepared import Prepared
+
+
+def to_input(batch: torch.Tensor, device) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1] (mean = std = 0.5, as in the paper); ids pass through."""
+    batch = batch.to(device, non_blocking=True)
+    if batch.dtype == torch.uint8:
+        return batch.float().div_(127.5).sub_(1.0)
+    return batch
+
+
+@torch.no_grad()
+def predict(model, prep: Prepared, idx: np.ndarray, batch_size: int = 512) -> torch.Tensor:
+    """Logits (float32, CPU) of ``model`` on samples ``idx``, in eval mode."""
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    idx_t = torch.as_tensor(idx, dtype=torch.long)
+    for start in range(0, len(idx_t), batch_size):
+        x = to_input(prep.inputs[idx_t[start : start + batch_size]], dev)
+        out.append(model(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, prep.n_classes)
+
+
+def model_accuracy(model, prep: Prepared, idx: np.ndarray, batch_size: int = 512) -> float:
+    """Top-1 accuracy (x100) of ``model`` on samples ``idx``; NaN on an empty set. (The training
+    loop's validation accuracy: the formula of ``grmu.metrics.accuracy``, not imported from there
+    so that a change of the evaluation formulas does not rerun every training stage.)"""
+    if len(idx) == 0:
+        return float("nan")
+    pred = predict(model, prep, idx, batch_size).argmax(1).numpy()
+    return float((pred == prep.y[idx]).mean() * 100)
+
+
+def predictions(model, prep: Prepared, sets: dict[str, np.ndarray], batch_size: int = 512):
+    """``(pred, loss)``: length-N arrays (N = all samples) holding, for every sample of the
+    index sets in ``sets``, the predicted class and the cross-entropy of its label; -1 and NaN
+    elsewhere. Each set is predicted on its own, in its own batches."""
+    n = len(prep.y)
+    pred, loss = np.full(n, -1, dtype=np.int64), np.full(n, np.nan, dtype=np.float32)
+    for idx in sets.values():
+        logits = predict(model, prep, idx, batch_size)
+        pred[idx] = logits.argmax(1).numpy()
+        loss[idx] = F.cross_entropy(logits, torch.as_tensor(prep.y[idx]), reduction="none").numpy()
+    return pred, loss

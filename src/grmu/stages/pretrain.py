@@ -1,0 +1,37 @@
+"""Stage `pretrain@{seed}`: train from scratch on all of train, keep the best-validation epoch.
+
+``train_and_save`` is the body shared with the RETRAIN stages (``grmu.stages.retrain``)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from grmu.models import new_model, save_checkpoint
+from grmu.prepared import Prepared, load_prepared
+from grmu.runtime import close_live, open_live, run_info
+from grmu.train import Pass, ce_loss, fit
+
+
+def train_and_save(params: dict, cfg: dict, prep: Prepared, idx: np.ndarray, seed: int, out, live_dir, name: str,
+                   loss=ce_loss, weights: np.ndarray | None = None) -> dict:
+    """Train a fresh model of ``params['model']`` with ``cfg`` on samples ``idx`` (drawn with
+    ``weights`` when given), keep the best-validation-accuracy epoch and save it to ``out``."""
+    model = new_model(params["model"], prep, seed)
+    live = open_live(live_dir)
+    p = Pass("train", idx, loss, cfg["batch_size"], weights)
+    t0 = time.time()
+    model, history = fit(model, prep, lambda e: [p], cfg, seed=seed, val_idx=prep.indices("val"),
+                         select_best=True, live=live, desc=f"{name} s{seed}")
+    seconds = time.time() - t0
+    info = {"name": name, "seed": seed, "n_train": int(len(idx)), "history": history, "run": run_info(seed)}
+    close_live(live, "train_seconds", seconds)
+    save_checkpoint(out, model.cpu(), info)
+    best = max(h["val_acc"] for h in history)
+    print(f"{name} seed={seed}: best val acc {best:.2f} in {seconds:.1f}s")
+    return {**info, "train_seconds": seconds}
+
+
+def run(params: dict, prepared, seed: int, out, live_dir=None) -> dict:
+    prep = load_prepared(prepared)
+    return train_and_save(params, dict(params["train"]), prep, prep.indices("train"), seed, out, live_dir, "pretrain")

@@ -1,0 +1,39 @@
+"""Stages `retrain@{variant}-{ratio}-{seed}`: the reference models, trained from scratch on the
+remaining set only (never a forget sample): ``erm`` (plain), ``reweight`` (REWEIGHT sampler)
+or ``gdro`` (Group-DRO loss with a group-balanced sampler); best-validation epoch."""
+from __future__ import annotations
+
+import numpy as np
+
+from grmu import GrmuError
+from grmu.prepared import load_prepared
+from grmu.robust import GroupDRO, group_balanced_weights, reweight_weights
+from grmu.splits import load_forget, remaining_indices
+from grmu.stages.pretrain import train_and_save
+from grmu.train import ce_loss
+
+VARIANTS = ("erm", "reweight", "gdro")
+
+
+def run(params: dict, prepared, variant: str, forget_path, seed: int, out, live_dir=None) -> dict:
+    if variant not in VARIANTS:
+        raise GrmuError(f"unknown retrain variant '{variant}'; valid: {', '.join(VARIANTS)}")
+    prep = load_prepared(prepared)
+    forget = load_forget(forget_path)["forget"]
+    idx = remaining_indices(prep, forget)
+    assert not np.isin(idx, forget).any(), "a forget sample leaked into the retrain set"
+    overrides = params["retrain"][variant]
+    cfg = dict(params["train"])
+    cfg["lr"] = overrides["lr"] or cfg["lr"]
+    cfg["batch_size"] = overrides["batch_size"] or cfg["batch_size"]
+    weights, loss = None, ce_loss
+    if variant == "reweight":
+        weights = reweight_weights(prep.g[prep.indices("train")], prep.g[idx], prep.n_groups)
+    elif variant == "gdro":
+        weights = group_balanced_weights(prep.g[idx], prep.n_groups)
+        dro = GroupDRO(prep.n_groups, overrides["eta"])
+
+        def loss(model, x, y, g):
+            return dro(model(x), y, g)
+
+    return train_and_save(params, cfg, prep, idx, seed, out, live_dir, f"retrain_{variant}", loss, weights)

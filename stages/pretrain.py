@@ -1,0 +1,21 @@
+"""Stage `pretrain@{seed}`: train from scratch on all of train, keep the best-validation epoch."""
+import argparse
+
+from grmu.config import load_params
+from grmu.runtime import stage_main
+from grmu.stages import pretrain
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--live", help="dvclive directory for training curves")
+    args = ap.parse_args()
+    pretrain.run(load_params(args.params), args.prepared, args.seed, args.out, args.live)
+
+
+if __name__ == "__main__":
+    stage_main(main)
