@@ -79,3 +79,40 @@ def test_no_param_is_named_like_a_key_dvc_drops_from_the_run_cache():
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     bad = [k for k in keys(params) if k.rsplit(".", 1)[-1] in ("size", "nfiles")]
     assert not bad, bad
+
+
+def test_each_default_has_one_home():
+    """params.yaml holds every value except those a recipe may set: `unlearn.*` (defaults in
+    grmu.recipes.UNLEARN_DEFAULTS) and `methods.<m>.*` (defaults in each method's registration)
+    are null there, with exactly the registered keys; `datasets.<d>` has exactly the dataset's keys."""
+    from grmu.config import LOOP_KEYS
+    from grmu.data import list_datasets
+    from grmu.methods import list_methods
+    from grmu.recipes import UNLEARN_DEFAULTS
+
+    p = repo_params()
+    assert set(UNLEARN_DEFAULTS) == set(LOOP_KEYS) == set(p["unlearn"])
+    assert all(v is None for v in p["unlearn"].values())
+    assert set(p["methods"]) == {m.name for m in list_methods()}
+    for m in list_methods():
+        assert set(p["methods"][m.name]) == set(m.options), m.name
+        assert all(v is None for v in p["methods"][m.name].values()), m.name
+    assert set(p["datasets"]) == {d.name for d in list_datasets()}
+    for d in list_datasets():
+        assert set(p["datasets"][d.name]) == set(d.options), d.name
+
+
+def test_a_dataset_section_must_name_exactly_the_dataset_keys():
+    from grmu.config import dataset_options
+    from grmu.data import get_dataset
+
+    spec = get_dataset("fairface")
+    p = repo_params()
+    assert dataset_options(p, spec) == {"image_size": 224, "seed": 0}
+    del p["datasets"]["fairface"]["seed"]
+    with pytest.raises(GrmuError, match=r"params lack the key 'datasets.fairface.seed'"):
+        dataset_options(p, spec)
+    p = repo_params()
+    p["datasets"]["fairface"]["size"] = 64
+    with pytest.raises(GrmuError, match=r"unknown key 'datasets.fairface.size'; valid keys: image_size, seed"):
+        dataset_options(p, spec)

@@ -57,3 +57,102 @@ def test_mia_efficacy_detects_forgotten_vs_memorised_samples():
     assert memorised["MIA_AUC"] > 95
     single = mia_efficacy(members, non_members, rng.uniform(1.0, 2.0, 50), test, mode="single")
     assert single["MIA_config"] == "100-gini"
+
+
+# --- asymmetric fixtures: every cell (y, a) has its own accuracy, so a swapped axis, a dropped
+# abs(), a forgotten cell or group, or a wrong split changes the number -----------------------
+
+def cells(correct: dict, n: int = 4, n_classes: int = 2):
+    """Samples of cells (y, a), ``n`` each, of which ``correct[(y, a)]`` are predicted right
+    (the others get the next class)."""
+    y, a, p = [], [], []
+    for (yy, aa), k in correct.items():
+        y += [yy] * n
+        a += [aa] * n
+        p += [yy] * k + [(yy + 1) % n_classes] * (n - k)
+    return np.array(y), np.array(a), np.array(p)
+
+
+# cell accuracies: (0,0) 100, (0,1) 75, (1,0) 50, (1,1) 0
+Y2, A2, P2 = cells({(0, 0): 4, (0, 1): 3, (1, 0): 2, (1, 1): 0})
+
+
+def test_eo_uses_both_targets_and_the_right_axes():
+    # T={1}, S={0}: y=0: |acc(a=1) - acc(a=0)| = |75 - 100| = 25; y=1: |0 - 50| = 50
+    assert equalized_odds(P2, Y2, A2, [[1, 0]]) == pytest.approx(37.5)
+
+
+def test_dp_and_ep_are_absolute_differences():
+    # Ŷ=1 (pred 1): a=1 (not in S): 1 of 8; a=0 (in S): 2 of 8 -> |1/8 - 2/8|
+    assert demographic_parity(P2, Y2, A2, [[1, 0]]) == pytest.approx(12.5)
+    # among y=1: a=1: 0 of 4 predicted 1, a=0: 2 of 4
+    assert equal_opportunity(P2, Y2, A2, [[1, 0]]) == pytest.approx(50.0)
+
+
+def test_group_metrics_on_the_asymmetric_cells():
+    g = A2 + 2 * Y2
+    assert group_accuracies(P2, Y2, g, 4) == [100.0, 75.0, 50.0, 0.0]
+    assert worst_group_accuracy(P2, Y2, g, 4) == 0.0
+    assert forget_group_accuracy(P2, Y2, A2, [[1, 0]]) == 50.0
+    assert forget_group_accuracy(P2, Y2, A2, [[1, 0], [1, 1]]) == 25.0  # both groups count
+    assert np.isnan(accuracy(P2[:0], Y2[:0]))
+
+
+# three sensitive values: (0,0) 100, (0,1) 75, (0,2) 25, (1,0) 50, (1,1) 0, (1,2) 100
+Y3, A3, P3 = cells({(0, 0): 4, (0, 1): 3, (0, 2): 1, (1, 0): 2, (1, 1): 0, (1, 2): 4})
+
+
+def test_several_forget_groups_all_enter_eo_dp_ep_and_ga():
+    groups = [[1, 0], [1, 2]]  # T={1}, S={0, 2}
+    # y=0: |acc(a=1)=75 - acc(a in {0,2})=62.5| = 12.5; y=1: |0 - 75| = 75
+    assert equalized_odds(P3, Y3, A3, groups) == pytest.approx(43.75)
+    assert forget_group_accuracy(P3, Y3, A3, groups) == pytest.approx(75.0)
+    # Ŷ=1: a=1: 1 of 8 (the wrong y=0 one); a in S: 3 (wrong y=0 in a=2) + 2 + 4 = 9 of 16
+    assert demographic_parity(P3, Y3, A3, groups) == pytest.approx(abs(1 / 8 - 9 / 16) * 100)
+    # y=1: a=1: 0 of 4; a in S: 6 of 8
+    assert equal_opportunity(P3, Y3, A3, groups) == pytest.approx(75.0)
+    # only the first group would give other numbers
+    assert equalized_odds(P3, Y3, A3, groups[:1]) != pytest.approx(43.75)
+
+
+def test_multi_class_eo_uses_multi_class_correctness():
+    # 3 classes, T={2}, S={1}: a wrong class-0 prediction (predicted 1) counts as wrong in its cell
+    y = np.array([0, 0, 1, 1, 2, 2, 2, 2])
+    a = np.array([0, 1, 0, 1, 0, 0, 1, 1])
+    p = np.array([1, 0, 1, 1, 2, 0, 2, 2])
+    # not in T: a=0 (not S): 1 of 2 right; a=1 (S): 2 of 2 -> 50; in T: a=0: 1 of 2, a=1: 2 of 2 -> 50
+    assert equalized_odds(p, y, a, [[2, 1]]) == pytest.approx(50.0)
+
+
+def test_split_metrics_reads_each_set_where_the_paper_does():
+    """RA on remaining, UA on forget, TA/GA/EO on test, MIA members = remaining and
+    non-members = val, VA on val: each set is built to give its own number."""
+    from grmu.metrics import split_metrics
+
+    # test: the asymmetric cells (TA 56.25, GA 50 for group (1, 0), WG 0)
+    yt, at, pt = Y2, A2, P2
+    # train: forget = 3 samples of (1, 0), all wrong; remaining = 7 samples, all right, two of them (1, 0)
+    yf, af, pf = np.ones(3, int), np.zeros(3, int), np.zeros(3, int)
+    yr, ar = np.array([0, 0, 0, 1, 1, 1, 1]), np.array([0, 1, 0, 0, 0, 1, 1])
+    pr = yr.copy()
+    # val: 4 samples, 1 right
+    yv, av, pv = np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1]), np.array([0, 0, 1, 0])
+    y = np.concatenate([yf, yr, yv, yt])
+    a = np.concatenate([af, ar, av, at])
+    pred = np.concatenate([pf, pr, pv, pt])
+    n_f, n_r, n_v = len(yf), len(yr), len(yv)
+    sets = {"remaining": np.arange(n_f, n_f + n_r), "forget": np.arange(n_f),
+            "val": np.arange(n_f + n_r, n_f + n_r + n_v), "test": np.arange(n_f + n_r + n_v, len(y))}
+    rng = np.random.default_rng(0)
+    loss = np.empty(len(y))
+    loss[sets["remaining"]] = rng.uniform(0.0, 0.05, n_r)  # members: low loss
+    loss[sets["val"]] = rng.uniform(2.0, 3.0, n_v)  # non-members: high loss
+    loss[sets["forget"]] = 0.4  # between: looks like a member to an attacker trained on val
+    loss[sets["test"]] = 0.4  # ... but a non-member to one trained on test
+    m = split_metrics(pred, loss, y, a, a + 2 * y, sets, [[1, 0]], 4, "single")
+    assert m["RA"] == 100.0 and m["UA"] == 0.0
+    assert m["TA"] == pytest.approx(56.25) and m["VA"] == 25.0
+    assert m["GA"] == 50.0 and m["EO"] == pytest.approx(37.5) and m["WG"] == 0.0
+    assert m["DP"] == pytest.approx(12.5) and m["EP"] == pytest.approx(50.0)
+    assert m["group_acc"] == [100.0, 75.0, 50.0, 0.0]
+    assert m["MIA"] == 0.0  # the forget losses look like members' (non-members from val)

@@ -46,6 +46,29 @@ def test_second_repro_skips_everything(repo):
     assert "up to date" in dvc(run, "status").stdout
 
 
+@pytest.mark.parametrize("module,expected", [
+    # a change of the unlearning stage reruns unlearn only (evaluate and aggregate follow its outputs)
+    ("src/grmu/stages/unlearn.py", {"unlearn@0.5-1", "unlearn@1.0-1"}),
+    # a change of the metric formulas reruns the evaluations and the aggregation, never training
+    ("src/grmu/metrics.py", {"evaluate_pretrain@0.5-1", "evaluate_pretrain@1.0-1", "aggregate"}
+     | {f"evaluate@{m}-{r}-1" for m in ("retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")
+        for r in ("0.5", "1.0")}),
+    # the training loop: every training stage, nothing else
+    ("src/grmu/train.py", {"pretrain@1", "unlearn@0.5-1", "unlearn@1.0-1"}
+     | {f"retrain@{v}-{r}-1" for v in ("erm", "reweight", "gdro") for r in ("0.5", "1.0")}),
+])
+def test_a_code_change_invalidates_exactly_the_stages_that_import_it(repo, module, expected):
+    path, run = repo
+    original = (path / module).read_text()
+    try:
+        (path / module).write_text(original + "\n# edited\n")
+        changed = set(json.loads(dvc(run, "status", "--json").stdout))
+    finally:
+        (path / module).write_text(original)
+    assert changed == expected
+    assert json.loads(dvc(run, "status", "--json").stdout) == {}
+
+
 def test_plots_render(repo):
     path, run = repo
     dvc(run, "plots", "show", "-o", "plots_html")
@@ -74,3 +97,25 @@ def test_report_compares_the_baseline_and_the_experiment(repo):
     gaps = pd.read_csv(path / "reports/avg_gap_vs_ratio.csv")
     assert list(gaps.columns) == ["ratio", "FINETUNE", "FINETUNE+REWEIGHT"]
     assert (path / "reports/avg_gap_vs_ratio.png").stat().st_size > 1000
+
+
+def test_changing_the_image_size_never_restores_stale_prepared_data(tmp_path):
+    """DVC's run-cache ignores params named `size`: with such a name, 14 -> 7 px would restore
+    the 14 px data from the run-cache. `image_size` is hashed, so each size gets its own data."""
+    import yaml
+
+    from grmu.prepared import load_prepared
+
+    path, run = copy_repo(tmp_path / "repo")
+
+    def prepare_at(side):
+        params = yaml.safe_load((path / "params.yaml").read_text())
+        params["datasets"]["colored_mnist"]["image_size"] = side
+        (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        dvc(run, "repro", "prepare")
+        return tuple(load_prepared(path / "data/prepared").inputs.shape[1:])
+
+    assert prepare_at(14) == (3, 14, 14)
+    assert prepare_at(7) == (3, 7, 7)  # the run-cache now holds both sizes
+    assert prepare_at(14) == (3, 14, 14)
+    assert prepare_at(7) == (3, 7, 7)

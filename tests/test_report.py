@@ -71,3 +71,32 @@ def test_environments_name_every_version_that_differs(evals):
     assert env["grmu"] == "0.1.0"
     assert env["torch"] == "2.14.1, 2.15.0"  # one unlearned model was trained elsewhere
     assert env["device"] == "NVIDIA H100, cpu (2 cores)"
+
+
+def test_overall_gap_is_mean_over_seeds_of_each_seeds_mean_over_ratios(tmp_path):
+    """Two ratios, two seeds, asymmetric: seed 0 has |Δ| 2 (r=0.5) and 6 (r=0.9), seed 1 has 4
+    and 4. Per seed over ratios: 96 and 96 -> 96 ± 0; grouped by ratio instead it would be
+    97 and 95 -> 96 ± 1, and pooled-std differs too."""
+    for ratio, seed, delta in [(0.5, 0, 2.0), (0.9, 0, 6.0), (0.5, 1, 4.0), (0.9, 1, 4.0)]:
+        for model in MODELS:
+            write_eval(tmp_path, model, ratio, seed, {"retrain_reweight": 50.0, "unlearned": 50.0 + delta}.get(model, 40.0))
+    df = add_gaps(collect(tmp_path, [0.5, 0.9], [0, 1]))
+    s = summary_json(df, "finetune", False)
+    assert s["avg_gap"] == 96.0 and s["avg_gap_std"] == 0.0
+    assert s["r0.5"]["unlearned"]["avg_gap"] == 97.0 and s["r0.9"]["unlearned"]["avg_gap"] == 95.0
+    assert s["r0.9"]["unlearned"]["RA"] == 55.0 and s["r0.5"]["retrain_reweight"]["RA"] == 50.0
+    table = summary_table(df, labels_for("finetune", False))
+    rows = table[table["model"] == "FINETUNE"]
+    assert list(rows["ratio"]) == ["0.5", "0.9"]
+    assert list(rows["avg. gap"]) == ["97.0 ± 1.0", "95.0 ± 1.0"]
+    assert list(rows["ΔRA"]) == ["3.0", "5.0"]
+
+
+def test_gap_is_absolute_in_both_directions(tmp_path):
+    """A model below the reference by d and one above by d have the same gap."""
+    for seed, unl in [(0, 47.0), (1, 53.0)]:
+        for model in MODELS:
+            write_eval(tmp_path, model, 0.5, seed, {"retrain_reweight": 50.0, "unlearned": unl}.get(model, 40.0))
+    df = add_gaps(collect(tmp_path, [0.5], [0, 1]))
+    assert list(df[df["model"] == "unlearned"]["avg_gap"]) == [97.0, 97.0]
+    assert list(df[df["model"] == "pretrain"]["d_GA"]) == [10.0, 10.0]

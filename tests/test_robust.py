@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from grmu.robust import GroupDRO, group_balanced_weights, reweight_weights
@@ -42,3 +43,22 @@ def test_group_dro_upweights_the_worst_group():
     per_group = torch.stack([torch.nn.functional.cross_entropy(logits[:2], y[:2]),
                              torch.nn.functional.cross_entropy(logits[2:], y[2:])])
     assert torch.isclose(loss, (dro.q * per_group).sum())
+
+
+def test_group_dro_q_update_is_exponentiated_gradient():
+    """One step from uniform q: q_g ∝ exp(eta · L_g), exactly (not eta · L_g, not L_g alone)."""
+    import math
+
+    dro = GroupDRO(3, eta=0.5)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 0.0], [0.0, 3.0], [1.0, 0.0]])
+    y = torch.tensor([0, 0, 0, 1])
+    g = torch.tensor([0, 0, 2, 2])  # group 1 absent: its loss counts 0
+    ce = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    losses = [float(ce[:2].mean()), 0.0, float(ce[2:].mean())]
+    raw = [math.exp(0.5 * v) / 3 for v in losses]
+    want = [r / sum(raw) for r in raw]
+    loss = dro(logits, y, g)
+    assert dro.q.tolist() == pytest.approx(want, rel=1e-6)
+    assert float(loss) == pytest.approx(sum(q * v for q, v in zip(want, losses)), rel=1e-6)
+    with pytest.raises(Exception, match="eta must be > 0"):
+        GroupDRO(2, eta=0.0)

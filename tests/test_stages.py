@@ -1,0 +1,80 @@
+"""Stage wiring: each stage passes the right sets, flags and settings to the library."""
+import json
+
+import numpy as np
+import pytest
+
+from grmu.inference import model_accuracy
+from grmu.metrics import forget_group_accuracy
+from grmu.models import load_checkpoint, model_for
+from grmu.prepared import load_prepared
+from grmu.splits import load_forget, remaining_indices
+from grmu.stages.evaluate import run as evaluate
+from grmu.stages.forget_set import run as forget_set
+from grmu.stages.unlearn import run as unlearn
+from tests.conftest import small_params, train_reference
+
+
+@pytest.fixture(scope="module")
+def trained(prepared_dir, tmp_path_factory):
+    """A 1-epoch PRETRAIN and a forget set of 90% of the forget group."""
+    d = tmp_path_factory.mktemp("stages")
+    p = small_params(train={"epochs": 1})
+    forget_set(p, prepared_dir, 0.9, 0, d / "f.json")
+    train_reference(p, prepared_dir, 0, d / "pre.pt")
+    return p, d
+
+
+def test_evaluate_measures_each_metric_on_its_own_set(prepared_dir, trained):
+    p, d = trained
+    result = evaluate(p, prepared_dir, d / "pre.pt", d / "f.json", "pretrain", d / "e.json")
+    assert json.loads((d / "e.json").read_text()) == result
+    prep = load_prepared(prepared_dir)
+    model = model_for(p["model"], prep, load_weights=False)
+    load_checkpoint(d / "pre.pt", model)
+    fs = load_forget(d / "f.json")
+    forget, remaining = fs["forget"], remaining_indices(prep, fs["forget"])
+    m = result["metrics"]
+    assert m["RA"] == pytest.approx(model_accuracy(model, prep, remaining))
+    assert m["UA"] == pytest.approx(model_accuracy(model, prep, forget))
+    assert m["TA"] == pytest.approx(model_accuracy(model, prep, prep.indices("test")))
+    assert m["VA"] == pytest.approx(model_accuracy(model, prep, prep.indices("val")))
+    # the fixture tells the sets apart: all of train, or train instead of test, give other numbers
+    assert model_accuracy(model, prep, prep.indices("train")) != pytest.approx(m["RA"])
+    from grmu.inference import predict
+
+    test = prep.indices("test")
+    pred = predict(model, prep, test).argmax(1).numpy()
+    assert m["GA"] == pytest.approx(forget_group_accuracy(pred, prep.y[test], prep.a[test], fs["groups"]))
+    assert result["groups"] == fs["groups"] and result["ratio"] == 0.9 and result["seed"] == 0
+
+
+@pytest.mark.parametrize("reweight", [False, True])
+def test_unlearn_passes_reweight_settings_and_the_sets_to_the_method(prepared_dir, trained, monkeypatch, reweight):
+    """The method gets the run's reweight flag, the forget set, train minus it as the remaining
+    set and the resolved settings, and its model is what gets saved."""
+    from grmu.methods import METHODS, register_method
+
+    p, d = trained
+    seen = {}
+
+    @register_method("_probe", options={"knob": 3})
+    def probe(ctx):
+        seen.update(reweight=ctx.reweight, forget=ctx.forget_idx, remaining=ctx.remaining_idx, cfg=ctx.cfg,
+                    options=ctx.options, seed=ctx.seed)
+        return ctx.model
+
+    try:
+        q = small_params(method="_probe", reweight=reweight, methods={"_probe": {"knob": 7}},
+                         unlearn={"lr": 0.5})
+        info = unlearn(q, prepared_dir, d / "pre.pt", d / "f.json", 4, d / "u.pt")
+    finally:
+        METHODS.remove("_probe")
+    prep = load_prepared(prepared_dir)
+    forget = load_forget(d / "f.json")["forget"]
+    assert seen["reweight"] is reweight and info["reweight"] is reweight
+    assert np.array_equal(seen["forget"], forget)
+    assert np.array_equal(seen["remaining"], remaining_indices(prep, forget))
+    assert seen["cfg"]["lr"] == 0.5 and seen["options"] == {"knob": 7} and seen["seed"] == 4
+    saved = model_for(p["model"], prep, load_weights=False)
+    assert load_checkpoint(d / "u.pt", saved)["options"] == {"knob": 7}
