@@ -23,10 +23,11 @@ import time
 import numpy as np
 import torch
 
-from grmu.data import Prepared
+from grmu.inference import predict
 from grmu.models import build_model
+from grmu.prepared import Prepared
 from grmu.runtime import device, seed_everything
-from grmu.train import Pass, fit, predict
+from grmu.train import Pass, fit
 
 # real training-split sizes (fact sheet §1.2); None: depends on the user's filtered copy
 TRAIN_SIZE = {"celeba": 162_770, "waterbirds": 4_795, "fairface": None, "multinli": 206_175}

@@ -27,10 +27,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fixtures_real
 
+from grmu.augment import random_resized_crop_flip  # noqa: E402
 from grmu.data.images import decode_images  # noqa: E402
+from grmu.inference import to_input  # noqa: E402
 from grmu.models import build_model  # noqa: E402
 from grmu.runtime import device  # noqa: E402
-from grmu.train import random_resized_crop_flip, to_input  # noqa: E402
 from tests.fixtures_real import make_celeba  # noqa: E402
 
 

@@ -20,12 +20,10 @@ import numpy as np
 import yaml
 
 from grmu.config import load_params, validate
-from grmu.data import load_prepared
-from grmu.metrics import avg_gap, evaluate
-from grmu.models import load_checkpoint, model_for
-from grmu.pipeline import forget_set, prepare, train_reference, unlearn
-from grmu.runtime import device
-from grmu.splits import load_forget, remaining_indices
+from grmu.metrics import avg_gap
+from grmu.stages import evaluate, forget_set, prepare, pretrain, retrain, unlearn
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def set_key(params: dict, dotted: str, value) -> None:
@@ -44,19 +42,14 @@ def parse_grid(items: list[str]) -> list[tuple[str, list]]:
     return grid
 
 
-def metrics_of(params, prep_dir, ckpt, forget_path) -> dict:
-    prep = load_prepared(prep_dir)
-    fs = load_forget(forget_path)
-    model = model_for(params["model"], prep, load_weights=False)
-    load_checkpoint(ckpt, model)
-    model.to(device()).eval()
-    return evaluate(model, prep, fs["forget"], remaining_indices(prep, fs["forget"]), fs["groups"],
-                    params["eval"]["mia"], params["eval"]["batch_size"])
+def metrics_of(params, prep_dir, ckpt, forget_path, model_name: str, out: Path) -> dict:
+    """The `evaluate` stage on ``ckpt`` (its result file goes to ``out``): the metrics dict."""
+    return evaluate.run(params, prep_dir, ckpt, forget_path, model_name, out)["metrics"]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--work", default="/tmp/grmu_tune", help="cache of prepared data and reference models")
     ap.add_argument("--methods", nargs="+", required=True)
     ap.add_argument("--reweight", choices=["true", "false", "both"], default="both")
@@ -70,24 +63,26 @@ def main():
     for key, values in parse_grid(args.set):
         set_key(base, key, values[0])
     base = validate(base)
-    key = json.dumps([base[k] for k in ("dataset", "datasets", "model", "train", "forget")], sort_keys=True, default=str)
+    # what the cached prepared data, reference models and their metrics depend on
+    cached_by = ("dataset", "datasets", "model", "train", "retrain", "forget", "eval")
+    key = json.dumps([base[k] for k in cached_by], sort_keys=True, default=str)
     work = Path(args.work) / hashlib.sha1(key.encode()).hexdigest()[:12]
     prep = work / "prep"
     if not (prep / "meta.json").exists():
-        prepare(base, prep)
+        prepare.run(base, prep)
     refs = {}
     for r, s in itertools.product(args.ratios, args.seeds):
         f = work / f"forget-{r}-{s}.json"
         if not f.exists():
-            forget_set(base, prep, r, s, f)
-        for variant in (None, "reweight"):
-            ck = work / (f"pretrain-{s}.pt" if variant is None else f"rw-{r}-{s}.pt")
-            if not ck.exists():
-                train_reference(base, prep, s, ck, variant=variant, forget_path=None if variant is None else f)
-        mfile = work / f"rw-{r}-{s}.json"
-        if not mfile.exists():
-            mfile.write_text(json.dumps(metrics_of(base, prep, work / f"rw-{r}-{s}.pt", f)))
-        refs[r, s] = json.loads(mfile.read_text())
+            forget_set.run(base, prep, r, s, f)
+        if not (work / f"pretrain-{s}.pt").exists():
+            pretrain.run(base, prep, s, work / f"pretrain-{s}.pt")
+        if not (work / f"rw-{r}-{s}.pt").exists():
+            retrain.run(base, prep, "reweight", f, s, work / f"rw-{r}-{s}.pt")
+        efile = work / f"rw-{r}-{s}.eval.json"  # the evaluate stage's result file
+        if not efile.exists():
+            metrics_of(base, prep, work / f"rw-{r}-{s}.pt", f, "retrain_reweight", efile)
+        refs[r, s] = json.loads(efile.read_text())["metrics"]
     print("reference RETRAIN+REWEIGHT GA: " + ", ".join(f"r={r} s={s}: {m['GA']:.1f}" for (r, s), m in refs.items()))
 
     grid = parse_grid(args.grid)
@@ -101,8 +96,8 @@ def main():
         gaps, per_ratio, ga, ta = [], {}, [], []
         for r, s in itertools.product(args.ratios, args.seeds):
             out = work / "unlearned.pt"
-            unlearn(p, prep, work / f"pretrain-{s}.pt", work / f"forget-{r}-{s}.json", s, out)
-            m = metrics_of(p, prep, out, work / f"forget-{r}-{s}.json")
+            unlearn.run(p, prep, work / f"pretrain-{s}.pt", work / f"forget-{r}-{s}.json", s, out)
+            m = metrics_of(p, prep, out, work / f"forget-{r}-{s}.json", "unlearned", work / "unlearned.json")
             gap = avg_gap(m, refs[r, s])
             gaps.append(gap)
             per_ratio.setdefault(r, []).append(gap)

@@ -1,13 +1,11 @@
 """Stage `aggregate`: deltas and avg. gap against RETRAIN+REWEIGHT, tables and plot data."""
-import argparse
-
 from grmu.config import load_params
-from grmu.runtime import read_json, stage_main
+from grmu.runtime import ArgumentParser, read_json, stage_main
 from grmu.stages import aggregate
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", default="data/prepared")
     ap.add_argument("--evals", default="metrics/eval")

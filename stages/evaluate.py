@@ -1,13 +1,11 @@
 """Stages `evaluate@{model}-{ratio}-{seed}`: every metric of one model on one forget split."""
-import argparse
-
 from grmu.config import load_params
-from grmu.runtime import stage_main
+from grmu.runtime import ArgumentParser, stage_main
 from grmu.stages import evaluate
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", default="data/prepared")
     ap.add_argument("--model", required=True, help="checkpoint file")

@@ -1,13 +1,11 @@
 """Stage `forget_set@{ratio}-{seed}`: draw and persist the forget set."""
-import argparse
-
 from grmu.config import load_params
-from grmu.runtime import stage_main
+from grmu.runtime import ArgumentParser, stage_main
 from grmu.stages import forget_set
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", default="data/prepared")
     ap.add_argument("--ratio", type=float, required=True)

@@ -1,13 +1,11 @@
 """Stage `prepare`: build the dataset named by `dataset` into data/prepared/."""
-import argparse
-
 from grmu.config import load_params
-from grmu.runtime import stage_main
+from grmu.runtime import ArgumentParser, stage_main
 from grmu.stages import prepare
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", default="data/prepared")
     args = ap.parse_args()

@@ -1,13 +1,11 @@
 """Stage `pretrain@{seed}`: train from scratch on all of train, keep the best-validation epoch."""
-import argparse
-
 from grmu.config import load_params
-from grmu.runtime import stage_main
+from grmu.runtime import ArgumentParser, stage_main
 from grmu.stages import pretrain
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", default="data/prepared")
     ap.add_argument("--seed", type=int, required=True)

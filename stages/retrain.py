@@ -1,14 +1,12 @@
 """Stages `retrain@{variant}-{ratio}-{seed}`: train from scratch on the remaining set only
 (variant erm | reweight | gdro), keep the best-validation epoch."""
-import argparse
-
 from grmu.config import load_params
-from grmu.runtime import stage_main
+from grmu.runtime import ArgumentParser, stage_main
 from grmu.stages import retrain
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", default="data/prepared")
     ap.add_argument("--variant", required=True, help="erm, reweight or gdro")

@@ -1,13 +1,11 @@
 """Stage `unlearn@{ratio}-{seed}`: apply `method` (with `reweight`) to PRETRAIN."""
-import argparse
-
 from grmu.config import load_params
-from grmu.runtime import stage_main
+from grmu.runtime import ArgumentParser, stage_main
 from grmu.stages import unlearn
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", default="data/prepared")
     ap.add_argument("--pretrained", required=True)

@@ -54,7 +54,7 @@ def test_second_repro_skips_everything(repo):
      | {f"evaluate@{m}-{r}-1" for m in ("retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")
         for r in ("0.5", "1.0")}),
     # the training loop: every training stage, nothing else
-    ("src/grmu/train.py", {"pretrain@1", "unlearn@0.5-1", "unlearn@1.0-1"}
+    ("src/grmu/train.py", {"check_params", "pretrain@1", "unlearn@0.5-1", "unlearn@1.0-1"}
      | {f"retrain@{v}-{r}-1" for v in ("erm", "reweight", "gdro") for r in ("0.5", "1.0")}),
 ])
 def test_a_code_change_invalidates_exactly_the_stages_that_import_it(repo, module, expected):
@@ -81,7 +81,7 @@ def test_exp_run_with_new_method_reruns_only_unlearn_evaluate_aggregate(repo):
     run("git", "add", "-A")
     run("git", "commit", "-qm", "baseline results")
     res = dvc(run, "exp", "run", "-S", "reweight=true", "-S", "method=finetune")
-    assert ran_stages(res.stdout) == {"unlearn@0.5-1", "unlearn@1.0-1", "evaluate@unlearned-0.5-1",
+    assert ran_stages(res.stdout) == {"check_params", "unlearn@0.5-1", "unlearn@1.0-1", "evaluate@unlearned-0.5-1",
                                       "evaluate@unlearned-1.0-1", "aggregate"}
     shown = json.loads(dvc(run, "exp", "show", "--json").stdout)
     text = json.dumps(shown)
@@ -119,3 +119,42 @@ def test_changing_the_image_size_never_restores_stale_prepared_data(tmp_path):
     assert prepare_at(7) == (3, 7, 7)  # the run-cache now holds both sizes
     assert prepare_at(14) == (3, 14, 14)
     assert prepare_at(7) == (3, 7, 7)
+
+
+def test_params_never_reach_a_shell_as_code(tmp_path):
+    """A ratio holding shell syntax is refused by check_params before any matrix stage runs,
+    and the commands quote every matrix value anyway: the injected command never runs."""
+    marker = tmp_path / "injected"
+    path, run = copy_repo(tmp_path / "repo", {"ratios": [f"0.5; touch {marker}; echo"]})
+    res = dvc(run, "repro", check=False)
+    assert res.returncode != 0
+    assert "ratio '0.5; touch" in res.stdout + res.stderr
+    assert not marker.exists()
+
+
+def test_kill_9_mid_training_then_rerun_gives_the_clean_result(tmp_path):
+    """kill -9 of `dvc repro` while PRETRAIN trains (after its first of 8 epochs); the rerun's
+    checkpoint equals that of a forced clean run byte for byte."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from ._repo import repo_env
+
+    path, run = copy_repo(tmp_path / "repo", {"train": {"epochs": 8}})
+    dvc(run, "repro", "prepare")
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "pretrain@1"], cwd=path, env=repo_env(path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    step = path / "logs/pretrain/1/metrics.json"
+    deadline = time.time() + 120
+    while not step.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # dvclive writes this after the first epoch: training is under way
+    assert proc.poll() is None, "the stage finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (path / "models/pretrain/1.pt").exists()
+    dvc(run, "repro", "pretrain@1")
+    after_kill = (path / "models/pretrain/1.pt").read_bytes()
+    dvc(run, "repro", "--force", "pretrain@1")
+    assert (path / "models/pretrain/1.pt").read_bytes() == after_kill

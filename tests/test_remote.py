@@ -25,7 +25,7 @@ AWS_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SEC
              "AWS_ENDPOINT_URL_S3", "AWS_REGION")
 OVER = {"ratios": [1.0]}  # SHRUNK with one ratio: 13 stages
 EXP = "l1"
-EXP_STAGES = {"unlearn@1.0-1", "evaluate@unlearned-1.0-1", "aggregate"}
+EXP_STAGES = {"check_params", "unlearn@1.0-1", "evaluate@unlearned-1.0-1", "aggregate"}
 
 
 def env_for(path: Path) -> dict:

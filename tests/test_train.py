@@ -20,15 +20,15 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_factor({**cfg, "schedule": "const"}, 3, 0, 10) == 1.0
 
 
-def _ascent_after_first_epoch(tr):
-    """Epoch 0 learns; later epochs ascend the loss, so validation accuracy falls: the best
+def _flipped_after_first_epoch(tr):
+    """Epoch 0 learns; later epochs learn flipped labels, so validation accuracy falls: the best
     epoch is the first one, never the last."""
     import torch.nn.functional as F
 
     def passes(epoch):
         if epoch == 0:
             return [Pass("train", tr, batch_size=128)]
-        return [Pass("train", tr, lambda m, x, y, g: -F.cross_entropy(m(x), y), batch_size=128)]
+        return [Pass("train", tr, lambda m, x, y, g: F.cross_entropy(m(x), 1 - y), batch_size=128)]
 
     return passes
 
@@ -42,7 +42,7 @@ def test_fit_keeps_the_best_epoch_or_the_last(prep, select_best):
     torch.manual_seed(0)
     model = build_model({"arch": "small_cnn", "width": 8}, 2, prep.meta["input_shape"])
     tr, va = prep.indices("train"), prep.indices("val")
-    model, hist = fit(model, prep, _ascent_after_first_epoch(tr), CFG, seed=0, val_idx=va, select_best=select_best)
+    model, hist = fit(model, prep, _flipped_after_first_epoch(tr), CFG, seed=0, val_idx=va, select_best=select_best)
     accs = [h["val_acc"] for h in hist]
     assert accs[0] > accs[-1] + 10 and accs[0] == max(accs)  # the fixture: best first, worst last
     kept = model_accuracy(model, prep, va)
@@ -71,7 +71,7 @@ def test_unlearning_keeps_the_last_epoch(prep):
     tr = prep.indices("train")
     ctx = UnlearnContext(model=model, prep=prep, forget_idx=tr[:50], remaining_idx=tr[50:], cfg={**CFG, "augment": False},
                          options={}, reweight=False, seed=0, live=live)
-    out = ctx.fit(_ascent_after_first_epoch(tr))
+    out = ctx.fit(_flipped_after_first_epoch(tr))
     assert live.rows[0] > live.rows[-1] + 10
     assert model_accuracy(out, prep, prep.indices("val")) == pytest.approx(live.rows[-1])
 

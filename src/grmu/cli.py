@@ -39,6 +39,11 @@ def main(argv=None) -> int:
         from grmu.recipes import available, load_recipe, recipe_table
 
         try:
+            bad = [r for r in args.ratios if not 0 < r <= 1]
+            if bad:
+                raise GrmuError(f"--ratios {bad[0]:g} is outside (0, 1]; ratios are fractions of the forget group(s)")
+            if args.multi_group not in (None, 3, 5):
+                raise GrmuError(f"--multi-group {args.multi_group} is invalid; valid: 3 (9 groups), 5 (25 groups)")
             if args.name is None:
                 for name in available():
                     print(f"{name:14s} {load_recipe(name)['description']}")

@@ -12,6 +12,7 @@ dataset or method that reads them: a dataset's keys must all be given
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import yaml
@@ -70,15 +71,80 @@ def _check_complete(given: dict, schema: dict, prefix: str) -> None:
             _check_complete(given[key], sub, f"{name}.")
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def positive_int(name: str, v) -> int:
+    if not _is_int(v) or v < 1:
+        raise GrmuError(f"{name} must be a positive integer, got {v!r}")
+    return v
+
+
+def nonneg_int(name: str, v) -> int:
+    if not _is_int(v) or v < 0:
+        raise GrmuError(f"{name} must be a non-negative integer, got {v!r}")
+    return v
+
+
+def boolean(name: str, v) -> bool:
+    if not isinstance(v, bool):
+        raise GrmuError(f"{name} must be true or false, got {v!r}")
+    return v
+
+
+def finite_number(name: str, v, *, low: float | None = None, low_open: bool = False, high: float | None = None,
+                  high_open: bool = False) -> float:
+    """``v`` as a float when it is a finite number within the bounds; else one line naming it."""
+    ok = _is_number(v)
+    if ok and low is not None:
+        ok = v > low if low_open else v >= low
+    if ok and high is not None:
+        ok = v < high if high_open else v <= high
+    if not ok:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+        bounds = " and ".join(b for b in (lo, hi) if b)
+        raise GrmuError(f"{name} must be a finite number{' ' + bounds if bounds else ''}, got {v!r}")
+    return float(v)
+
+
+def _choice(name: str, v, valid) -> None:
+    if isinstance(v, (list, dict)) or v not in valid:
+        raise GrmuError(f"{name} '{v}' is unknown; valid: {', '.join(valid)}")
+
+
 def check_loop_section(section: str, cfg: dict) -> None:
     """Check the training-loop keys of ``train`` or ``unlearn`` that are present in ``cfg``."""
-    for key, valid in (("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
-        if key in cfg and cfg[key] not in valid:
-            raise GrmuError(f"{section}.{key} '{cfg[key]}' is unknown; valid: {', '.join(valid)}")
-    for key in ("epochs", "batch_size"):
-        v = cfg.get(key, 1)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise GrmuError(f"{section}.{key} must be a positive integer, got {v!r}")
+    checks = {
+        "schedule": lambda n, v: _choice(n, v, SCHEDULES),
+        "optimizer": lambda n, v: _choice(n, v, OPTIMIZERS),
+        "epochs": positive_int,
+        "batch_size": positive_int,
+        "lr": lambda n, v: finite_number(n, v, low=0, low_open=True),
+        "momentum": lambda n, v: finite_number(n, v, low=0, high=1, high_open=True),
+        "weight_decay": lambda n, v: finite_number(n, v, low=0),
+        "warmup_epochs": nonneg_int,
+        "augment": boolean,
+    }
+    for key, check in checks.items():
+        if key in cfg:
+            check(f"{section}.{key}", cfg[key])
+
+
+def _unique_list(name: str, v, item_ok, want: str) -> None:
+    if not isinstance(v, list) or not v:
+        raise GrmuError(f"{name} must be a non-empty list of {want}, got {v!r}")
+    for item in v:
+        if not item_ok(item):
+            raise GrmuError(f"{name}: {item!r} is not {want[:-1] if want.endswith('s') else want}; "
+                            f"{name} must be a list of {want}")
+    if len({repr(i) for i in v}) != len(v):
+        raise GrmuError(f"{name} {v!r} repeats a value; list each once")
 
 
 def validate(params: dict) -> dict:
@@ -88,30 +154,47 @@ def validate(params: dict) -> dict:
     _check_keys(params, SCHEMA, "")
     _check_complete(params, SCHEMA, "")
     p = copy.deepcopy(params)
-    for r in p["ratios"]:
-        if not isinstance(r, (int, float)) or isinstance(r, bool) or not 0 < r <= 1:
+    for key in ("dataset", "method", "recipe", "data_dir"):
+        if not isinstance(p[key], str) or not p[key]:
+            raise GrmuError(f"{key} must be a name (a non-empty string), got {p[key]!r}")
+    for r in p["ratios"] if isinstance(p["ratios"], list) else []:
+        if not _is_number(r) or not 0 < r <= 1:
             raise GrmuError(f"ratio {r!r} is outside (0, 1]; ratios must be numbers in (0, 1]")
-    for s in p["seeds"]:
-        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
-            raise GrmuError(f"seed {s!r} is not a non-negative integer")
+    _unique_list("ratios", p["ratios"], lambda r: True, "numbers in (0, 1]")
+    for s in p["seeds"] if isinstance(p["seeds"], list) else []:
+        if not _is_int(s) or s < 0:
+            raise GrmuError(f"seed {s!r} is not a non-negative integer; seeds must be non-negative integers")
+    _unique_list("seeds", p["seeds"], lambda s: True, "non-negative integers")
     check_loop_section("train", p["train"])
     check_loop_section("unlearn", {k: v for k, v in p["unlearn"].items() if v is not None})
-    if p["eval"]["mia"] not in MIA_MODES:
-        raise GrmuError(f"eval.mia '{p['eval']['mia']}' is unknown; valid: {', '.join(MIA_MODES)}")
+    for variant, over in p["retrain"].items():
+        if over["lr"] is not None:
+            finite_number(f"retrain.{variant}.lr", over["lr"], low=0, low_open=True)
+        if over["batch_size"] is not None:
+            positive_int(f"retrain.{variant}.batch_size", over["batch_size"])
+    finite_number("retrain.gdro.eta", p["retrain"]["gdro"]["eta"], low=0, low_open=True)
+    positive_int("model.width", p["model"]["width"])
+    for key in ("arch", "pretrained"):
+        if not isinstance(p["model"][key], str) or not p["model"][key]:
+            raise GrmuError(f"model.{key} must be a non-empty string, got {p['model'][key]!r}")
+    positive_int("eval.batch_size", p["eval"]["batch_size"])
+    _choice("eval.mia", p["eval"]["mia"], MIA_MODES)
     groups = p["forget"]["groups"]
     if groups is not None:
         if not isinstance(groups, list) or not groups or not all(
-            isinstance(gr, (list, tuple)) and len(gr) == 2 for gr in groups
+            isinstance(gr, (list, tuple)) and len(gr) == 2 and all(_is_int(v) and v >= 0 for v in gr) for gr in groups
         ):
-            raise GrmuError(f"forget.groups must be a list of [y, a] pairs, got {groups!r}")
+            raise GrmuError(f"forget.groups must be a list of [y, a] pairs of non-negative integers, got {groups!r}")
     multi = p["forget"]["multi_group"]
     if multi is not None:
         if isinstance(multi, bool) or multi not in MULTI_GROUPS:
             raise GrmuError(f"forget.multi_group {multi!r} is invalid; valid: null, 3 (9 groups), 5 (25 groups)")
         if groups is not None:
             raise GrmuError("forget.groups and forget.multi_group are both set; set one of them to null")
-    if not isinstance(p["reweight"], bool):
-        raise GrmuError(f"reweight must be true or false, got {p['reweight']!r}")
+    boolean("reweight", p["reweight"])
+    for section in OPEN_SECTIONS:
+        if not isinstance(p[section], dict) or not all(isinstance(v, dict) for v in p[section].values()):
+            raise GrmuError(f"'{section}' must map each name to a mapping of options, got {p[section]!r}")
     return p
 
 
@@ -120,9 +203,11 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
     if not path.exists():
         raise GrmuError(f"params file not found: {path}")
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
-    return validate(raw)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise GrmuError.wrap(f"{path} is not valid YAML", e) from e
+    return validate(raw if raw is not None else {})
 
 
 def dataset_options(p: dict, spec) -> dict:

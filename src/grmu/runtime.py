@@ -1,6 +1,7 @@
 """Process-level plumbing shared by every stage: seeding, device, atomic writes, run info."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -88,16 +89,31 @@ def read_json(path: str | Path, what: str = "file"):
     path = Path(path)
     if not path.exists():
         raise GrmuError(f"missing {what}: {path} (run the stage that makes it, e.g. `dvc repro`)")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise GrmuError.wrap(f"damaged {what}: {path} is not valid JSON (rerun the stage that makes it, "
+                             "e.g. `dvc repro --force <stage>`)", e) from e
 
 
-def open_live(live_dir):
-    """A dvclive run logging into ``live_dir`` (None: no logging)."""
+@contextmanager
+def live_run(live_dir):
+    """A dvclive run logging into ``live_dir`` (None: no logging). If the block fails, the
+    folder is removed again (when this run made it), so a failed stage leaves nothing behind."""
     if live_dir is None:
-        return None
+        yield None
+        return
+    import shutil
+
     from dvclive import Live
 
-    return Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+    existed = Path(live_dir).exists()
+    try:
+        yield Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+    except BaseException:
+        if not existed:
+            shutil.rmtree(live_dir, ignore_errors=True)
+        raise
 
 
 def close_live(live, key: str, seconds: float) -> None:
@@ -107,6 +123,13 @@ def close_live(live, key: str, seconds: float) -> None:
     if live is not None:
         live.summary[key] = round(seconds, 3)
         live.end()
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is a GrmuError (one line, exit 2) rather than usage text."""
+
+    def error(self, message):
+        raise GrmuError(f"{self.prog}: {message}")
 
 
 def stage_main(fn) -> None:

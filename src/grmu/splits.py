@@ -100,10 +100,36 @@ def save_forget(path: str | Path, forget: np.ndarray, groups: list, ratio: float
     )
 
 
-def load_forget(path: str | Path) -> dict:
-    """The persisted forget set: a dict with 'forget' (np.ndarray), 'groups', 'ratio', 'seed'."""
+FORGET_KEYS = ("ratio", "seed", "groups", "forget")
+
+
+def load_forget(path: str | Path, prep: Prepared | None = None) -> dict:
+    """The persisted forget set: a dict with 'forget' (np.ndarray), 'groups', 'ratio', 'seed'.
+
+    With ``prep``, the file is checked against the dataset: every index a distinct training
+    sample of one of the forget groups; anything else is refused in one line."""
     from grmu.runtime import read_json
 
     d = read_json(path, "forget set")
-    d["forget"] = np.asarray(d["forget"], dtype=np.int64)
+    bad = f"damaged forget set {path}"
+    if not isinstance(d, dict) or any(k not in d for k in FORGET_KEYS):
+        raise GrmuError(f"{bad}: expected the keys {', '.join(FORGET_KEYS)} (rerun `dvc repro --force forget_set`)")
+    raw = d["forget"]
+    if not isinstance(raw, list) or not raw or not all(isinstance(i, int) and not isinstance(i, bool) for i in raw):
+        raise GrmuError(f"{bad}: 'forget' must be a non-empty list of sample indices")
+    d["forget"] = np.asarray(raw, dtype=np.int64)
+    if prep is not None:
+        f = d["forget"]
+        if f.min() < 0 or f.max() >= len(prep.y):
+            raise GrmuError(f"{bad}: index {int(f.max() if f.max() >= len(prep.y) else f.min())} is outside "
+                            f"0..{len(prep.y) - 1}")
+        outside = f[prep.split[f] != "train"]
+        if len(outside):
+            raise GrmuError(f"{bad}: sample {int(outside[0])} is in the {prep.split[outside[0]]} split, not train")
+        if len(np.unique(f)) != len(f):
+            raise GrmuError(f"{bad}: it lists a sample twice")
+        groups = resolve_groups(prep, d["groups"])
+        stray = f[~np.isin(f, forget_pool(prep, groups))]
+        if len(stray):
+            raise GrmuError(f"{bad}: sample {int(stray[0])} is not in the forget groups {groups}")
     return d

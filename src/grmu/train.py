@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from grmu import GrmuError
 from grmu.augment import train_augmentation
 from grmu.inference import model_accuracy, to_input
 from grmu.prepared import Prepared
@@ -125,12 +126,17 @@ def fit(
                 if augment is not None and x.dim() == 4:
                     x = augment(x, gen)
                 loss = p.loss(model, x, y_all[b].to(dev), g_all[b].to(dev))
+                value = float(loss.detach())
+                if not math.isfinite(value):  # a diverged run must never become a result
+                    raise GrmuError(f"{desc}: the loss became {value} in epoch {epoch}, pass '{p.name}', "
+                                    f"step {step} at lr {base_lrs[0] * factor:g}; the run diverged and nothing was "
+                                    "saved: lower the learning rate")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if after_backward is not None:
                     after_backward(model)
                 opt.step()
-                total += float(loss.detach()) * len(b)
+                total += value * len(b)
                 count += len(b)
                 step += 1
             row[f"loss_{p.name}"] = total / max(count, 1)

@@ -114,6 +114,6 @@ class UnlearnContext:
         (unlearning does no model selection). Logs val and forget accuracy each epoch."""
         model, _ = fit(
             self.model, self.prep, passes, self.cfg, seed=self.seed, val_idx=self.prep.indices("val"),
-            watch={"forget": self.forget_idx}, live=self.live, desc=kw.pop("desc", "unlearn"), **kw,
+            watch={"forget": self.forget_idx}, live=self.live, desc=kw.pop("desc", f"unlearn s{self.seed}"), **kw,
         )
         return model

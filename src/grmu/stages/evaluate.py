@@ -12,7 +12,7 @@ from grmu.splits import load_forget, remaining_indices
 
 def run(params: dict, prepared, checkpoint, forget_path, model_name: str, out) -> dict:
     prep = load_prepared(prepared)
-    fs = load_forget(forget_path)
+    fs = load_forget(forget_path, prep)
     model = new_model(params["model"], prep, seed=None, load_weights=False)
     info = load_checkpoint(checkpoint, model)
     model.to(device()).eval()

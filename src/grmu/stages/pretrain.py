@@ -9,7 +9,7 @@ import numpy as np
 
 from grmu.models import new_model, save_checkpoint
 from grmu.prepared import Prepared, load_prepared
-from grmu.runtime import close_live, open_live, run_info
+from grmu.runtime import close_live, live_run, run_info
 from grmu.train import Pass, ce_loss, fit
 
 
@@ -18,15 +18,15 @@ def train_and_save(params: dict, cfg: dict, prep: Prepared, idx: np.ndarray, see
     """Train a fresh model of ``params['model']`` with ``cfg`` on samples ``idx`` (drawn with
     ``weights`` when given), keep the best-validation-accuracy epoch and save it to ``out``."""
     model = new_model(params["model"], prep, seed)
-    live = open_live(live_dir)
-    p = Pass("train", idx, loss, cfg["batch_size"], weights)
-    t0 = time.time()
-    model, history = fit(model, prep, lambda e: [p], cfg, seed=seed, val_idx=prep.indices("val"),
-                         select_best=True, live=live, desc=f"{name} s{seed}")
-    seconds = time.time() - t0
-    info = {"name": name, "seed": seed, "n_train": int(len(idx)), "history": history, "run": run_info(seed)}
-    close_live(live, "train_seconds", seconds)
-    save_checkpoint(out, model.cpu(), info)
+    with live_run(live_dir) as live:
+        p = Pass("train", idx, loss, cfg["batch_size"], weights)
+        t0 = time.time()
+        model, history = fit(model, prep, lambda e: [p], cfg, seed=seed, val_idx=prep.indices("val"),
+                             select_best=True, live=live, desc=f"{name} s{seed}")
+        seconds = time.time() - t0
+        info = {"name": name, "seed": seed, "n_train": int(len(idx)), "history": history, "run": run_info(seed)}
+        close_live(live, "train_seconds", seconds)
+        save_checkpoint(out, model.cpu(), info)
     best = max(h["val_acc"] for h in history)
     print(f"{name} seed={seed}: best val acc {best:.2f} in {seconds:.1f}s")
     return {**info, "train_seconds": seconds}

@@ -19,7 +19,7 @@ def run(params: dict, prepared, variant: str, forget_path, seed: int, out, live_
     if variant not in VARIANTS:
         raise GrmuError(f"unknown retrain variant '{variant}'; valid: {', '.join(VARIANTS)}")
     prep = load_prepared(prepared)
-    forget = load_forget(forget_path)["forget"]
+    forget = load_forget(forget_path, prep)["forget"]
     idx = remaining_indices(prep, forget)
     assert not np.isin(idx, forget).any(), "a forget sample leaked into the retrain set"
     overrides = params["retrain"][variant]
