@@ -18,7 +18,8 @@ from grmu.models import build_model
 from grmu.inference import to_input
 from grmu.train import Pass, fit
 
-NEW_METHODS = ["l1_sparse", "salun", "scrub", "miu"]
+# every registered method, so that a new method's file is picked up by the generic tests below
+NEW_METHODS = [m.name for m in list_methods()]
 # options that keep the tests fast; everything else at its default
 FAST = {"miu": {"tune_steps_first": 20, "tune_steps": 5, "mine_hidden": 64}, "scrub": {"retain_batch_size": 64}}
 FORGET_GROUP = 2  # (y=1, a=0), the dataset's default forget group

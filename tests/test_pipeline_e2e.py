@@ -88,6 +88,24 @@ def test_exp_run_with_new_method_reruns_only_unlearn_evaluate_aggregate(repo):
     assert text.count('"avg_gap"') >= 2  # the baseline and the experiment both report it
 
 
+@pytest.mark.parametrize("override,message", [
+    ("method=scurb", "unknown method 'scurb'; valid: finetune, l1_sparse, miu, salun, scrub"),
+    ("dataset=celbea", "unknown dataset 'celbea'; valid: celeba,"),
+    ("train.lr=-1", "train.lr must be a finite number > 0, got -1"),
+])
+def test_exp_run_with_a_bad_name_or_value_gets_grmus_message(repo, override, message):
+    """Whatever DVC interpolates, check_params answers first, naming the value and the choices."""
+    path, run = repo
+    try:
+        res = dvc(run, "exp", "run", "-S", override, check=False)
+    finally:
+        run("git", "checkout", "--", "params.yaml")
+    assert res.returncode != 0
+    assert message in res.stdout + res.stderr
+    assert "are missing" not in res.stdout + res.stderr
+    assert ran_stages(res.stdout) == {"check_params"}
+
+
 def test_report_compares_the_baseline_and_the_experiment(repo):
     path, run = repo
     run(sys.executable, "-m", "grmu.cli", "report", "--out", "reports")
