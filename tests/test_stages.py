@@ -78,3 +78,23 @@ def test_unlearn_passes_reweight_settings_and_the_sets_to_the_method(prepared_di
     assert seen["cfg"]["lr"] == 0.5 and seen["options"] == {"knob": 7} and seen["seed"] == 4
     saved = model_for(p["model"], prep, load_weights=False)
     assert load_checkpoint(d / "u.pt", saved)["options"] == {"knob": 7}
+
+
+@pytest.mark.parametrize("mode", ["single", "best_of_grid"])
+def test_evaluate_uses_the_configured_mia_mode(prepared_dir, trained, mode, monkeypatch):
+    import grmu.stages.evaluate as stage
+
+    p, d = trained
+    seen = []
+    real = stage.split_metrics
+
+    def spy(*args, **kw):
+        seen.append(args[8] if len(args) > 8 else kw.get("mia_mode"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(stage, "split_metrics", spy)
+    q = {**p, "eval": {**p["eval"], "mia": mode}}
+    m = evaluate(q, prepared_dir, d / "pre.pt", d / "f.json", "pretrain", d / f"e-{mode}.json")["metrics"]
+    assert seen == [mode]
+    if mode == "single":
+        assert m["MIA_config"] == "100-gini"
