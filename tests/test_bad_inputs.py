@@ -64,9 +64,9 @@ PARAM_CASES = [
     # (key, value, fragments of the one line)
     ("trian", {"epochs": 3}, ["unknown key 'trian'", "valid keys here:", "train"]),
     ("train.learning_rate", 0.1, ["unknown key 'train.learning_rate'", "lr"]),
-    ("method", "scurb", ["unknown method 'scurb'", "valid: finetune, l1_sparse, miu, salun, scrub"]),
+    ("method", "scurb", ["unknown method 'scurb'", "valid: finetune, influence, l1_sparse, miu, neggrad, neggrad_plus, random_label, salun, scrub, sharp_minmax"]),
     ("dataset", "imagenet", ["unknown dataset 'imagenet'", "colored_mnist"]),
-    ("model.arch", "vit", ["unknown model.arch 'vit'", "valid: bert, resnet18, small_cnn, tiny_bert"]),
+    ("model.arch", "vit", ["unknown model.arch 'vit'", "valid: bert, resnet18, resnet18_cifar, small_cnn, tiny_bert"]),
     ("recipe", "celebA", ["unknown recipe 'celebA'", "valid: auto, none,", "celeba"]),
     ("methods.scrub.temprature", 2, ["unknown key 'methods.scrub.temprature'", "temperature"]),
     ("methods.scurb", {}, ["unknown method 'scurb'", "scrub"]),

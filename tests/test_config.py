@@ -92,7 +92,9 @@ def test_each_default_has_one_home():
 
     p = repo_params()
     assert set(UNLEARN_DEFAULTS) == set(LOOP_KEYS) == set(p["unlearn"])
-    assert all(v is None for v in p["unlearn"].values())
+    assert all(v is None for k, v in p["unlearn"].items() if k != "sam")
+    assert set(p["unlearn"]["sam"]) == set(UNLEARN_DEFAULTS["sam"]) == set(p["train"]["sam"])
+    assert all(v is None for v in p["unlearn"]["sam"].values())
     assert set(p["methods"]) == {m.name for m in list_methods()}
     for m in list_methods():
         assert set(p["methods"][m.name]) == set(m.options), m.name

@@ -31,5 +31,5 @@ def test_colour_channel_matches_attribute(prep):
 
 
 def test_unknown_dataset_lists_valid_ones():
-    with pytest.raises(GrmuError, match="unknown dataset 'cifar'; valid: celeba, colored_mnist, fairface, multinli, waterbirds"):
+    with pytest.raises(GrmuError, match="unknown dataset 'cifar'; valid: celeba, cifar10, cifar100, colored_mnist, fairface, mnist, multinli, waterbirds"):
         get_dataset("cifar")

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from grmu.metrics import (accuracy, avg_gap, demographic_parity, equal_opportunity, equalized_odds,
-                          forget_group_accuracy, group_accuracies, mia_efficacy, tow, worst_group_accuracy)
+                          forget_group_accuracy, group_accuracies, mia_efficacy, svc_mia_efficacy, tow, tow_mia,
+                          worst_group_accuracy)
 
 # 8 test samples: (y, a) cells with 2 samples each
 Y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
@@ -156,3 +157,35 @@ def test_split_metrics_reads_each_set_where_the_paper_does():
     assert m["DP"] == pytest.approx(12.5) and m["EP"] == pytest.approx(50.0)
     assert m["group_acc"] == [100.0, 75.0, 50.0, 0.0]
     assert m["MIA"] == 0.0  # the forget losses look like members' (non-members from val)
+
+
+def test_tow_mia_uses_mia_svc_ra_and_ta_only():
+    model = {"RA": 90.0, "UA": 10.0, "TA": 80.0, "MIA_SVC": 30.0, "MIA": 0.0}
+    ref = {"RA": 95.0, "UA": 90.0, "TA": 82.0, "MIA_SVC": 40.0, "MIA": 100.0}
+    assert tow_mia(model, ref) == pytest.approx(100 * 0.90 * 0.95 * 0.98)
+    assert tow_mia(ref, model) == tow_mia(model, ref)  # absolute differences
+
+
+def test_svc_mia_members_are_the_first_test_sized_remaining_samples():
+    test = np.full(50, 0.3)
+    remaining = np.concatenate([np.full(50, 1.0), np.full(200, 0.3)])
+    # members 1.0 vs non-members 0.3: a forget set at 0.3 looks non-member, one at 1.0 member
+    assert svc_mia_efficacy(remaining, test, np.full(20, 0.3)) == 100.0
+    assert svc_mia_efficacy(remaining, test, np.full(20, 1.0)) == 0.0
+    mixed = np.concatenate([np.full(5, 0.3), np.full(15, 1.0)])
+    assert svc_mia_efficacy(remaining, test, mixed) == 25.0
+
+
+def test_split_metrics_gives_mia_svc_the_true_class_confidence_of_each_set(monkeypatch):
+    import grmu.metrics as M
+
+    seen = {}
+    monkeypatch.setattr(M, "svc_mia_efficacy", lambda r, t, f: seen.update(r=r, t=t, f=f) or 12.5)
+    n = 40
+    y = np.arange(n) % 2
+    loss = np.linspace(0.05, 2.0, n)
+    sets = {"remaining": np.arange(0, 20), "forget": np.arange(20, 25), "val": np.arange(25, 30), "test": np.arange(30, 40)}
+    m = M.split_metrics(y.copy(), loss, y, y, y, sets, [[1, 1]], 4, "single")
+    assert m["MIA_SVC"] == 12.5
+    assert np.allclose(seen["r"], np.exp(-loss[:20])) and np.allclose(seen["t"], np.exp(-loss[30:]))
+    assert np.allclose(seen["f"], np.exp(-loss[20:25]))

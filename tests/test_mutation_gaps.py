@@ -16,7 +16,7 @@ KEYS = ("RA", "UA", "TA", "MIA", "EO", "GA")
 
 def _write(root, model, ratio, seed, value, group_acc):
     m = {k: value for k in KEYS}
-    m.update({"WG": value, "DP": 0.0, "EP": 0.0, "MIA_AUC": 50.0, "group_acc": group_acc})
+    m.update({"WG": value, "DP": 0.0, "EP": 0.0, "MIA_AUC": 50.0, "MIA_SVC": value / 2, "group_acc": group_acc})
     path = root / model / f"{ratio}-{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"metrics": m}))
@@ -178,7 +178,7 @@ def test_evaluate_writes_the_run_and_the_checkpoint_info_less_its_history(prep, 
     assert result["groups"] == [[1, 0]] and result["trained"] == {"epochs": 2, "run": {"seed": 7}}
     assert result["run"] == run_info(2)
     m = result["metrics"]
-    want = f"retrain_gdro r=0.5 seed=2: " + " ".join(f"{k}={m[k]:.1f}" for k in KEYS)
+    want = f"retrain_gdro r=0.5 seed=2: " + " ".join(f"{k}={m[k]:.1f}" for k in ("RA", "UA", "TA", "MIA", "MIA_SVC", "EO", "GA"))
     assert capsys.readouterr().out.strip().splitlines()[-1] == want
 
 

@@ -89,7 +89,7 @@ def test_exp_run_with_new_method_reruns_only_unlearn_evaluate_aggregate(repo):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("method=scurb", "unknown method 'scurb'; valid: finetune, l1_sparse, miu, salun, scrub"),
+    ("method=scurb", "unknown method 'scurb'; valid: finetune, influence, l1_sparse, miu, neggrad, neggrad_plus, random_label, salun, scrub, sharp_minmax"),
     ("dataset=celbea", "unknown dataset 'celbea'; valid: celeba,"),
     ("train.lr=-1", "train.lr must be a finite number > 0, got -1"),
 ])
@@ -115,6 +115,49 @@ def test_report_compares_the_baseline_and_the_experiment(repo):
     gaps = pd.read_csv(path / "reports/avg_gap_vs_ratio.csv")
     assert list(gaps.columns) == ["ratio", "FINETUNE", "FINETUNE+REWEIGHT"]
     assert (path / "reports/avg_gap_vs_ratio.png").stat().st_size > 1000
+
+
+def test_sharp_minmax_reruns_only_unlearn_and_sam_pretraining_reruns_the_references(repo):
+    import yaml
+
+    path, run = repo
+    run("git", "checkout", "--", "params.yaml", "dvc.lock")  # back to the committed baseline
+    dvc(run, "checkout")
+    assert json.loads(dvc(run, "status", "--json").stdout) == {}
+    try:
+        params = yaml.safe_load((path / "params.yaml").read_text())
+        params["train"]["sam"]["mode"] = "min"
+        (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        changed = set(json.loads(dvc(run, "status", "--json").stdout))
+    finally:
+        run("git", "checkout", "--", "params.yaml")
+    # SAM pretraining: every training stage of the references, and the aggregation's label
+    assert changed == {"check_params", "pretrain@1", "aggregate"} | {
+        f"retrain@{v}-{r}-1" for v in ("erm", "reweight", "gdro") for r in ("0.5", "1.0")}
+    res = dvc(run, "exp", "run", "-S", "method=sharp_minmax", "-S", "unlearn.optimizer=adamw")
+    assert ran_stages(res.stdout) == {"check_params", "unlearn@0.5-1", "unlearn@1.0-1", "evaluate@unlearned-0.5-1",
+                                      "evaluate@unlearned-1.0-1", "aggregate"}
+    summary = json.loads((path / "metrics/summary.json").read_text())
+    assert summary["method"] == "sharp_minmax" and 0 < summary["ToW"] <= 100
+    run("git", "checkout", "--", "params.yaml")
+
+
+def test_the_sharp_line_on_embedded_mnist_with_random_forget_sets(repo):
+    """The sharpness-aware setup: 10 classes without groups, random forget sets, plain RETRAIN
+    as the reference, SAM pretraining: EO/GA are omitted, ToW and ToW-MIA are reported."""
+    path, run = repo
+    res = dvc(run, "exp", "run", "-S", "dataset=mnist", "-S", "forget.kind=random", "-S", "eval.reference=retrain_erm",
+              "-S", "train.sam.mode=min", "-S", "method=neggrad_plus", "-S", "ratios=[0.5]")
+    assert {"prepare", "pretrain@1", "unlearn@0.5-1", "aggregate"} <= ran_stages(res.stdout)
+    table = pd.read_csv(path / "metrics/table.csv")
+    assert not {"EO", "GA", "DP", "EP"} & set(table.columns) and {"MIA_SVC", "ToW", "ToW-MIA"} <= set(table.columns)
+    assert (table[table["model"] == "RETRAIN"]["avg. gap"] == "–").all()
+    summary = json.loads((path / "metrics/summary.json").read_text())
+    assert summary["dataset"] == "mnist" and summary["reference"] == "retrain_erm"
+    assert summary["pretrain"] == "SAM-min rho=0.1" and 0 < summary["ToW_MIA"] <= 100
+    forget = json.loads((path / "data/forget/0.5-1.json").read_text())
+    assert forget["kind"] == "random" and forget["size"] == int(0.5 * forget["pool_size"])
+    run("git", "checkout", "--", "params.yaml")
 
 
 def test_changing_the_image_size_never_restores_stale_prepared_data(tmp_path):

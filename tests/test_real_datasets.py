@@ -198,7 +198,7 @@ def test_multi_group_pairs_give_9_and_25_groups():
 def test_fairface_multi_group_forget_set_is_drawn_from_the_union(prepared, tmp_path, k, cells):
     prep = load(prepared, "fairface")
     p = real_params("fairface", "unused")
-    p["forget"] = {"groups": None, "multi_group": k}
+    p["forget"].update(groups=None, multi_group=k)
     out = forget_set(p, prepared["fairface"], 0.5, 0, tmp_path / "f.json")
     saved = json.loads((tmp_path / "f.json").read_text())
     assert len(saved["groups"]) == k * k
@@ -212,7 +212,7 @@ def test_fairface_multi_group_forget_set_is_drawn_from_the_union(prepared, tmp_p
 
 def test_multi_group_is_refused_where_it_does_not_apply(prepared, tmp_path):
     p = real_params("celeba", "unused")
-    p["forget"] = {"groups": None, "multi_group": 3}
+    p["forget"].update(groups=None, multi_group=3)
     with pytest.raises(GrmuError, match="multi_group is only supported by fairface; dataset 'celeba'"):
         forget_set(p, prepared["celeba"], 0.5, 0, tmp_path / "f.json")
     assert not (tmp_path / "f.json").exists()

@@ -14,7 +14,7 @@ def write_eval(root, model, ratio, seed, value, ga=None):
     m = {k: value for k in KEYS}
     if ga is not None:
         m["GA"] = ga
-    m.update({"WG": value, "DP": 0.0, "EP": 0.0, "MIA_AUC": 50.0, "group_acc": [value] * 4})
+    m.update({"WG": value, "DP": 0.0, "EP": 0.0, "MIA_AUC": 50.0, "MIA_SVC": 100 - value, "group_acc": [value] * 4})
     path = root / model / f"{ratio}-{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"metrics": m}))
@@ -38,6 +38,34 @@ def test_gap_uses_the_gold_model_of_the_same_seed(evals):
     assert (df[df["model"] == "retrain_reweight"]["avg_gap"] == 100.0).all()
     s = summary_json(df, "finetune", False)
     assert s["avg_gap"] == 98.0 and s["avg_gap_std"] == 0.0
+
+
+def test_tow_mia_and_the_reference_model_choice(evals):
+    df = add_gaps(collect(evals, [0.5], [0, 1]))
+    unl = df[df["model"] == "unlearned"].set_index("seed")
+    # |Δ| = 2 on RA, TA and on MIA_SVC (100 - value): 100 * 0.98^3 in both seeds
+    assert unl.loc[0, "ToW_MIA"] == pytest.approx(100 * 0.98 ** 3)
+    # against plain RETRAIN (40 everywhere, MIA_SVC 60): |Δ| = 12 / 18 in seeds 0 / 1
+    erm = add_gaps(collect(evals, [0.5], [0, 1]), "retrain_erm")
+    unl = erm[erm["model"] == "unlearned"].set_index("seed")
+    assert list(unl["avg_gap"]) == [88.0, 82.0]
+    assert unl.loc[1, "ToW"] == pytest.approx(100 * 0.82 ** 3)
+    assert unl.loc[0, "ToW_MIA"] == pytest.approx(100 * 0.88 ** 3)
+    s = summary_json(erm, "scrub", False, "retrain_erm")
+    assert s["reference"] == "retrain_erm" and s["avg_gap"] == 85.0 and s["avg_gap_std"] == 3.0
+    assert s["ToW"] == pytest.approx(round(100 * (0.88 ** 3 + 0.82 ** 3) / 2, 3))
+    assert "avg_gap" in s["r0.5"]["retrain_reweight"] and "avg_gap" not in s["r0.5"]["retrain_erm"]
+    table = summary_table(erm, labels_for("scrub", False), "retrain_erm")
+    assert table[table["model"] == "RETRAIN"].iloc[0]["ToW"] == "–"
+    assert table[table["model"] == "SCRUB"].iloc[0]["ToW"] == f"{100 * (0.88 ** 3 + 0.82 ** 3) / 2:.1f} ± " \
+        f"{100 * (0.88 ** 3 - 0.82 ** 3) / 2:.1f}"
+
+
+def test_an_unknown_reference_is_refused(evals):
+    from grmu import GrmuError
+
+    with pytest.raises(GrmuError, match="eval.reference 'retrain' is unknown; valid: retrain_reweight, retrain_erm"):
+        add_gaps(collect(evals, [0.5], [0, 1]), "retrain")
 
 
 def test_table_has_a_row_per_model_with_mean_and_std(evals):
@@ -100,3 +128,54 @@ def test_gap_is_absolute_in_both_directions(tmp_path):
     df = add_gaps(collect(tmp_path, [0.5], [0, 1]))
     assert list(df[df["model"] == "unlearned"]["avg_gap"]) == [97.0, 97.0]
     assert list(df[df["model"] == "pretrain"]["d_GA"]) == [10.0, 10.0]
+
+
+def test_report_groups_references_by_pretraining_and_labels_every_row(evals):
+    from grmu.report.compare import compare
+
+    per_seed = add_gaps(collect(evals, [0.5], [0, 1]))
+    sharp = per_seed.copy()
+    sharp.loc[sharp["model"] == "retrain_erm", "RA"] = 77.0  # the SAM group's own references
+    exps = [
+        {"name": "a", "method": "finetune", "reweight": False, "pretrain": "plain", "unlearn_sam": "plain",
+         "per_seed": per_seed},
+        {"name": "b", "method": "neggrad", "reweight": False, "pretrain": "SAM-min rho=0.1", "unlearn_sam": "plain",
+         "per_seed": sharp},
+        {"name": "c", "method": "neggrad", "reweight": False, "pretrain": "plain", "unlearn_sam": "SAM-min rho=0.05",
+         "per_seed": per_seed},
+        {"name": "d", "method": "finetune", "reweight": False, "pretrain": "plain", "unlearn_sam": "plain",
+         "per_seed": per_seed},  # same label as "a": dropped
+    ]
+    df, labels = compare(exps)
+    assert labels["retrain_erm@SAM-min rho=0.1"] == "RETRAIN [pretrain SAM-min rho=0.1]"
+    assert labels["retrain_erm@plain"] == "RETRAIN [pretrain plain]"
+    assert labels["exp:b"] == "NEGGRAD [pretrain SAM-min rho=0.1]"
+    assert labels["exp:c"] == "NEGGRAD (SAM-min rho=0.05) [pretrain plain]"
+    assert "exp:d" not in labels
+    assert set(df[df["model"] == "retrain_erm@SAM-min rho=0.1"]["RA"]) == {77.0}
+    assert set(df[df["model"] == "retrain_erm@plain"]["RA"]) == {40.0}
+    table = summary_table(df, labels)
+    assert table[table["model"] == "RETRAIN+REWEIGHT [pretrain plain]"].iloc[0]["avg. gap"] == "–"
+    # all plain: no tags at all, as before
+    df, labels = compare([exps[0]])
+    assert labels["retrain_erm"] == "RETRAIN" and labels["exp:a"] == "FINETUNE"
+
+
+def test_sam_tag_labels():
+    from grmu.sam import sam_tag
+
+    assert sam_tag({"mode": "none", "rho": 0.1, "lamb": 1.0, "adaptive": False}) == "plain"
+    assert sam_tag(None) == "plain"
+    assert sam_tag({"mode": "min", "rho": 0.1, "lamb": 1.0, "adaptive": False}) == "SAM-min rho=0.1"
+    assert sam_tag({"mode": "max", "rho": 1.0, "lamb": 0.5, "adaptive": True}) == "ASAM-max rho=1 lamb=0.5"
+
+
+def test_report_keeps_one_dataset():
+    from grmu import GrmuError
+    from grmu.report.compare import of_dataset
+
+    exps = [{"name": "a", "dataset": "mnist"}, {"name": "b", "dataset": "colored_mnist"}, {"name": "c", "dataset": "mnist"}]
+    assert [e["name"] for e in of_dataset(exps, None)] == ["a", "c"]
+    assert [e["name"] for e in of_dataset(exps, "colored_mnist")] == ["b"]
+    with pytest.raises(GrmuError, match="no results on dataset 'cifar10'; the results are on: colored_mnist, mnist"):
+        of_dataset(exps, "cifar10")

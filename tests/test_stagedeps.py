@@ -125,11 +125,11 @@ def test_registries_refuse_unknown_names_with_the_valid_ones():
     from grmu.methods import get_method
     from grmu.models import build_model
 
-    with pytest.raises(GrmuError, match=r"unknown method 'scurb'; valid: finetune, l1_sparse, miu, salun, scrub"):
+    with pytest.raises(GrmuError, match=r"unknown method 'scurb'; valid: finetune, influence, l1_sparse, miu, neggrad, neggrad_plus, random_label, salun, scrub, sharp_minmax"):
         get_method("scurb")
     with pytest.raises(GrmuError, match=r"unknown dataset 'imagenet'; valid: .*colored_mnist"):
         get_dataset("imagenet")
-    with pytest.raises(GrmuError, match=r"unknown model.arch 'vit'; valid: bert, resnet18, small_cnn, tiny_bert"):
+    with pytest.raises(GrmuError, match=r"unknown model.arch 'vit'; valid: bert, resnet18, resnet18_cifar, small_cnn, tiny_bert"):
         build_model({"arch": "vit", "width": 8}, 2, (3, 8, 8))
-    with pytest.raises(GrmuError, match=r"unknown augmentation 'mixup'; valid: crop_flip, shift"):
+    with pytest.raises(GrmuError, match=r"unknown augmentation 'mixup'; valid: crop_flip, crop_pad_flip, shift"):
         get_augmentation("mixup")

@@ -47,6 +47,29 @@ def test_evaluate_measures_each_metric_on_its_own_set(prepared_dir, trained):
     pred = predict(model, prep, test).argmax(1).numpy()
     assert m["GA"] == pytest.approx(forget_group_accuracy(pred, prep.y[test], prep.a[test], fs["groups"]))
     assert result["groups"] == fs["groups"] and result["ratio"] == 0.9 and result["seed"] == 0
+    # MIA_SVC reads the softmax confidence of the true class, exp(-loss), of each set
+    from grmu.inference import predictions
+    from grmu.metrics import EVAL_SETS, svc_mia_efficacy
+
+    sets = dict(zip(EVAL_SETS, (remaining, forget, prep.indices("val"), test)))
+    _, loss = predictions(model, prep, sets)
+    conf = np.exp(-loss.astype(np.float64))
+    assert m["MIA_SVC"] == svc_mia_efficacy(conf[remaining], conf[test], conf[forget])
+
+
+@pytest.mark.parametrize("kind,fairness,ga", [("random", False, False), ("group", False, True)])
+def test_evaluate_omits_metrics_a_dataset_without_groups_cannot_have(tmp_path, kind, fairness, ga):
+    from grmu.models import new_model, save_checkpoint
+    from grmu.stages.prepare import run as prepare
+
+    p = small_params(dataset="mnist", forget={"kind": kind})
+    prepare(p, tmp_path / "prep")
+    forget_set(p, tmp_path / "prep", 0.1, 0, tmp_path / "f.json")
+    prep = load_prepared(tmp_path / "prep")
+    save_checkpoint(tmp_path / "m.pt", new_model(p["model"], prep, 0), {"name": "untrained"})
+    m = evaluate(p, tmp_path / "prep", tmp_path / "m.pt", tmp_path / "f.json", "pretrain", tmp_path / "e.json")["metrics"]
+    assert ({"EO", "DP", "EP"} <= set(m)) == fairness and ("GA" in m) == ga
+    assert {"RA", "UA", "TA", "MIA", "MIA_SVC", "WG"} <= set(m)
 
 
 @pytest.mark.parametrize("reweight", [False, True])

@@ -1,6 +1,7 @@
 """Training augmentations of image batches, drawn from the training loop's seeded generator so
-that runs stay reproducible: a random shift (``shift``, the default, used by colored_mnist) or
-the paper's random resized crop + horizontal flip (``crop_flip``, the real image datasets).
+that runs stay reproducible: a random shift (``shift``, the default, used by colored_mnist and
+mnist), the paper's random resized crop + horizontal flip (``crop_flip``, the real image
+datasets) or CIFAR's padded random crop + flip (``crop_pad_flip``).
 A prepared dataset names its augmentation in ``meta["augment"]``."""
 from __future__ import annotations
 
@@ -15,10 +16,9 @@ from grmu.registry import Registry
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def random_shift(x: torch.Tensor, gen: torch.Generator, frac: float = 0.1) -> torch.Tensor:
-    """Training augmentation for images: shift each image by up to ``frac`` of its side
-    (padding with the background value -1), a different random offset per image."""
-    pad = max(1, round(frac * x.shape[-1]))
+def _padded_crops(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Each image padded by ``pad`` (background -1) and cropped back to its size at a random
+    offset in ``[0, 2 * pad]`` per axis, a different offset per image."""
     h, w = x.shape[-2:]
     padded = F.pad(x, (pad, pad, pad, pad), value=-1.0)
     offs = torch.randint(0, 2 * pad + 1, (len(x), 2), generator=gen)
@@ -27,6 +27,12 @@ def random_shift(x: torch.Tensor, gen: torch.Generator, frac: float = 0.1) -> to
         sel = ((offs[:, 0] == dy) & (offs[:, 1] == dx)).nonzero().squeeze(1).to(x.device)
         out[sel] = padded[sel, :, dy : dy + h, dx : dx + w]
     return out
+
+
+def random_shift(x: torch.Tensor, gen: torch.Generator, frac: float = 0.1) -> torch.Tensor:
+    """Training augmentation for images: shift each image by up to ``frac`` of its side
+    (padding with the background value -1), a different random offset per image."""
+    return _padded_crops(x, max(1, round(frac * x.shape[-1])), gen)
 
 
 def _crop_boxes(n: int, height: int, width: int, gen: torch.Generator, scale, ratio, attempts: int = 10):
@@ -85,10 +91,22 @@ def random_resized_crop_flip(x: torch.Tensor, gen: torch.Generator, scale=(0.08,
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4, flip_p: float = 0.5) -> torch.Tensor:
+    """CIFAR's training augmentation on a batch: ``RandomCrop(side, padding=pad)`` (zero
+    padding: black, -1 in grmu's [-1, 1] inputs) then ``RandomHorizontalFlip(flip_p)``, a
+    different offset and flip per image."""
+    out = _padded_crops(x, pad, gen)
+    flip = torch.rand(len(x), generator=gen) < flip_p
+    flipped = flip.nonzero().squeeze(1).to(x.device)
+    out[flipped] = out[flipped].flip(-1)
+    return out
+
+
 # training augmentations of image batches, chosen by the prepared dataset's meta["augment"]
 AUGMENTATIONS: Registry[Augmentation] = Registry("augmentation")
 AUGMENTATIONS.add("shift", random_shift)
 AUGMENTATIONS.add("crop_flip", random_resized_crop_flip)
+AUGMENTATIONS.add("crop_pad_flip", random_crop_flip)
 
 
 def list_augmentations() -> list[str]:

@@ -20,7 +20,9 @@ import yaml
 from grmu import GrmuError
 
 LOOP_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_epochs", "schedule", "augment",
-             "optimizer")
+             "optimizer", "sam")
+SAM_SCHEMA = {"mode": None, "rho": None, "lamb": None, "adaptive": None}  # grmu.sam
+SAM_MODES = ("none", "min", "max")
 # the keys of params.yaml; None marks a leaf, a dict a section (OPEN_SECTIONS: keys checked elsewhere)
 SCHEMA: dict = {
     "dataset": None,
@@ -30,22 +32,24 @@ SCHEMA: dict = {
     "method": None,
     "reweight": None,
     "recipe": None,
-    "forget": {"groups": None, "multi_group": None},
+    "forget": {"kind": None, "count": None, "groups": None, "multi_group": None},
     "datasets": {},
     "model": {"arch": None, "width": None, "pretrained": None},
-    "train": dict.fromkeys(LOOP_KEYS),
+    "train": {**dict.fromkeys(LOOP_KEYS), "sam": SAM_SCHEMA},
     "retrain": {"erm": {"lr": None, "batch_size": None}, "reweight": {"lr": None, "batch_size": None},
                 "gdro": {"lr": None, "batch_size": None, "eta": None}},
-    "unlearn": dict.fromkeys(LOOP_KEYS),
+    "unlearn": {**dict.fromkeys(LOOP_KEYS), "sam": SAM_SCHEMA},
     "methods": {},
-    "eval": {"batch_size": None, "mia": None},
+    "eval": {"batch_size": None, "mia": None, "reference": None},
 }
 
 OPEN_SECTIONS = {"datasets", "methods"}
 SCHEDULES = ("cosine", "const")
 OPTIMIZERS = ("sgd", "adamw")
 MIA_MODES = ("best_of_grid", "single")
+REFERENCES = ("retrain_reweight", "retrain_erm", "retrain_gdro")  # eval.reference (grmu.report.gaps)
 MULTI_GROUPS = (3, 5)
+FORGET_KINDS = ("group", "random")  # forget.kind (grmu.splits)
 
 
 def _check_keys(given: dict, schema: dict, prefix: str) -> None:
@@ -118,6 +122,24 @@ def _choice(name: str, v, valid) -> None:
         raise GrmuError(f"{name} '{v}' is unknown; valid: {', '.join(valid)}")
 
 
+def check_sam(name: str, cfg) -> dict:
+    """A ``train.sam`` / ``unlearn.sam`` mapping (``grmu.sam``): exactly the keys of ``SAM_SCHEMA``,
+    valid values; one line naming ``name.key`` otherwise."""
+    if not isinstance(cfg, dict):
+        raise GrmuError(f"{name} must be a mapping with keys {', '.join(SAM_SCHEMA)}, got {cfg!r}")
+    for key in cfg:
+        if key not in SAM_SCHEMA:
+            raise GrmuError(f"unknown key '{name}.{key}'; valid keys: {', '.join(SAM_SCHEMA)}")
+    for key in SAM_SCHEMA:
+        if key not in cfg:
+            raise GrmuError(f"{name} lacks the key '{key}' (keys: {', '.join(SAM_SCHEMA)})")
+    _choice(f"{name}.mode", cfg["mode"], SAM_MODES)
+    finite_number(f"{name}.rho", cfg["rho"], low=0, low_open=True)
+    finite_number(f"{name}.lamb", cfg["lamb"], low=0)
+    boolean(f"{name}.adaptive", cfg["adaptive"])
+    return cfg
+
+
 def check_loop_section(section: str, cfg: dict) -> None:
     """Check the training-loop keys of ``train`` or ``unlearn`` that are present in ``cfg``."""
     checks = {
@@ -130,6 +152,7 @@ def check_loop_section(section: str, cfg: dict) -> None:
         "weight_decay": lambda n, v: finite_number(n, v, low=0),
         "warmup_epochs": nonneg_int,
         "augment": boolean,
+        "sam": check_sam,
     }
     for key, check in checks.items():
         if key in cfg:
@@ -166,7 +189,8 @@ def validate(params: dict) -> dict:
             raise GrmuError(f"seed {s!r} is not a non-negative integer; seeds must be non-negative integers")
     _unique_list("seeds", p["seeds"], lambda s: True, "non-negative integers")
     check_loop_section("train", p["train"])
-    check_loop_section("unlearn", {k: v for k, v in p["unlearn"].items() if v is not None})
+    # unlearn keys left null take the recipe's value: the resolved section is checked in grmu.recipes
+    check_loop_section("unlearn", {k: v for k, v in p["unlearn"].items() if v is not None and k != "sam"})
     for variant, over in p["retrain"].items():
         if over["lr"] is not None:
             finite_number(f"retrain.{variant}.lr", over["lr"], low=0, low_open=True)
@@ -179,12 +203,22 @@ def validate(params: dict) -> dict:
             raise GrmuError(f"model.{key} must be a non-empty string, got {p['model'][key]!r}")
     positive_int("eval.batch_size", p["eval"]["batch_size"])
     _choice("eval.mia", p["eval"]["mia"], MIA_MODES)
+    _choice("eval.reference", p["eval"]["reference"], REFERENCES)
     groups = p["forget"]["groups"]
     if groups is not None:
         if not isinstance(groups, list) or not groups or not all(
             isinstance(gr, (list, tuple)) and len(gr) == 2 and all(_is_int(v) and v >= 0 for v in gr) for gr in groups
         ):
             raise GrmuError(f"forget.groups must be a list of [y, a] pairs of non-negative integers, got {groups!r}")
+    _choice("forget.kind", p["forget"]["kind"], FORGET_KINDS)
+    if p["forget"]["count"] is not None:
+        positive_int("forget.count", p["forget"]["count"])
+        if p["forget"]["kind"] != "random":
+            raise GrmuError("forget.count sets the size of a random forget set; with forget.kind "
+                            f"'{p['forget']['kind']}' the size is the ratio of the forget groups (set forget.count: null)")
+        if isinstance(p["ratios"], list) and len(p["ratios"]) > 1:
+            raise GrmuError(f"forget.count fixes the forget-set size, so ratios {p['ratios']} would repeat one forget "
+                            "set; list a single ratio (it only names the runs)")
     multi = p["forget"]["multi_group"]
     if multi is not None:
         if isinstance(multi, bool) or multi not in MULTI_GROUPS:

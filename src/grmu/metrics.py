@@ -118,6 +118,24 @@ def mia_efficacy(loss_remaining, loss_val, loss_forget, loss_test, mode: str = "
     return best
 
 
+def svc_mia_efficacy(conf_remaining, conf_test, conf_forget) -> float:
+    """MIA_SVC, the SalUn-style "forget efficacy" of the sharp-unlearn papers (fact sheet §5), x100.
+
+    An SVM (``SVC(C=3, gamma='auto', kernel='rbf')``) learns member (the first ``len(test)``
+    remaining samples in index order, label 1) vs non-member (the test set, label 0) from the
+    softmax confidence of the true class ``p_y`` alone; efficacy is the share of forget samples
+    it calls non-members. Upstream shuffles the shadow set without a seed before fitting; the
+    SVM's solution does not depend on the order, so it is fit unshuffled here.
+    """
+    from sklearn.svm import SVC
+
+    members = np.asarray(conf_remaining)[: len(conf_test)]
+    X = np.concatenate([members, conf_test]).reshape(-1, 1)
+    lab = np.concatenate([np.ones(len(members)), np.zeros(len(conf_test))])
+    clf = SVC(C=3, gamma="auto", kernel="rbf").fit(X, lab)
+    return float((clf.predict(np.reshape(conf_forget, (-1, 1))) == 0).mean() * 100)
+
+
 def avg_gap(model: dict, reference: dict, keys=METRIC_KEYS) -> float:
     """avg. gap = 100 − mean over keys of |m_model − m_reference| (same seed and ratio)."""
     return float(100 - np.mean([abs(model[k] - reference[k]) for k in keys]))
@@ -128,31 +146,42 @@ def tow(model: dict, reference: dict) -> float:
     return float(100 * np.prod([1 - abs(model[k] - reference[k]) / 100 for k in ("RA", "UA", "TA")]))
 
 
+def tow_mia(model: dict, reference: dict) -> float:
+    """ToW-MIA = 100 · Π over {MIA_SVC, RA, TA} of (1 − |Δ| / 100) (upstream ``analysis_mia.py``,
+    with MIA_SVC as a percentage: its |ΔM| on [0, 1] is |ΔMIA_SVC| / 100)."""
+    return float(100 * np.prod([1 - abs(model[k] - reference[k]) / 100 for k in ("MIA_SVC", "RA", "TA")]))
+
+
 EVAL_SETS = ("remaining", "forget", "val", "test")
 
 
-def split_metrics(pred, loss, y, a, g, sets: dict, groups, n_groups: int, mia_mode: str = "best_of_grid") -> dict:
+def split_metrics(pred, loss, y, a, g, sets: dict, groups, n_groups: int, mia_mode: str = "best_of_grid", *,
+                  fairness: bool = True, group_accuracy: bool = True) -> dict:
     """Every metric of one model on one (ratio, seed) split (fact sheet §2.5, §6).
 
     ``pred`` (predicted class), ``loss`` (per-sample cross-entropy), ``y``, ``a``, ``g``:
     arrays indexed by sample. ``sets`` maps each of ``EVAL_SETS`` to sample indices:
     ``remaining`` (RA; MIA members), ``forget`` (UA; MIA targets), ``val`` (MIA non-members,
-    VA) and ``test`` (TA, MIA AUC negatives, and every group and fairness metric). The
+    VA) and ``test`` (TA, MIA AUC negatives, MIA_SVC non-members, and every group and fairness
+    metric); MIA_SVC's members are the first ``len(test)`` remaining samples. The
     forget-group metrics (GA, EO, DP, EP) use every pair of ``groups``.
+
+    A dataset without a group attribute has no fairness metrics: ``fairness=False`` omits EO,
+    DP and EP (they are undefined, not NaN), ``group_accuracy=False`` omits GA (for a random
+    forget set of such a dataset the "forget group" means nothing).
     """
     r, f, v, t = (np.asarray(sets[k]) for k in EVAL_SETS)
     yt, at, gt, pt = y[t], a[t], g[t], pred[t]
     out = {"RA": accuracy(pred[r], y[r]), "UA": accuracy(pred[f], y[f]), "TA": accuracy(pt, yt)}
     out.update(mia_efficacy(loss[r], loss[v], loss[f], loss[t], mia_mode))
-    out.update(
-        {
-            "EO": equalized_odds(pt, yt, at, groups),
-            "GA": forget_group_accuracy(pt, yt, at, groups),
-            "DP": demographic_parity(pt, yt, at, groups),
-            "EP": equal_opportunity(pt, yt, at, groups),
-            "WG": worst_group_accuracy(pt, yt, gt, n_groups),
-            "VA": accuracy(pred[v], y[v]),
-            "group_acc": group_accuracies(pt, yt, gt, n_groups),
-        }
-    )
+    conf = np.exp(-np.asarray(loss, dtype=np.float64))  # p_y: the loss is -log p_y
+    out["MIA_SVC"] = svc_mia_efficacy(conf[r], conf[t], conf[f])
+    if fairness:
+        out["EO"] = equalized_odds(pt, yt, at, groups)
+    if group_accuracy:
+        out["GA"] = forget_group_accuracy(pt, yt, at, groups)
+    if fairness:
+        out.update({"DP": demographic_parity(pt, yt, at, groups), "EP": equal_opportunity(pt, yt, at, groups)})
+    out.update({"WG": worst_group_accuracy(pt, yt, gt, n_groups), "VA": accuracy(pred[v], y[v]),
+                "group_acc": group_accuracies(pt, yt, gt, n_groups)})
     return out

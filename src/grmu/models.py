@@ -87,6 +87,21 @@ def _resnet18(in_ch: int, pretrained: str) -> tuple[nn.Module, int]:
     return net, 512
 
 
+def _resnet18_cifar(in_ch: int) -> tuple[nn.Module, int]:
+    """The CIFAR ResNet-18 of the sharp-unlearn code (fact sheet §4 "Datasets and
+    architectures"): torchvision's ResNet-18 with a 3x3 stride-1 stem and no max-pool, so a
+    32 px image keeps its resolution into the first block. Every conv (the new stem too) is
+    initialised kaiming-normal (fan_out), BatchNorm weight 1 and bias 0, as upstream."""
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None)
+    net.conv1 = nn.Conv2d(in_ch, 64, 3, 1, 1, bias=False)
+    nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+    net.maxpool = nn.Identity()
+    net.fc = nn.Identity()
+    return net, 512
+
+
 class BertBody(nn.Module):
     """BERT's pooled ``[CLS]`` output after dropout, i.e. the input of
     ``BertForSequenceClassification``'s classifier (the paper's ``z``, fact sheet §3)."""
@@ -180,6 +195,11 @@ def _build_small_cnn(cfg, shape, vocab_size, load_weights):
 @register_model("resnet18")
 def _build_resnet18(cfg, shape, vocab_size, load_weights):
     return _resnet18(int(shape[0]), str(cfg.get("pretrained", "none")) if load_weights else "none")
+
+
+@register_model("resnet18_cifar")
+def _build_resnet18_cifar(cfg, shape, vocab_size, load_weights):
+    return _resnet18_cifar(int(shape[0]))
 
 
 @register_model("bert", text=True)

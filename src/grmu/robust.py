@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from grmu import GrmuError
+from grmu.sam import at_perturbed_point
 
 
 def reweight_weights(g_train: np.ndarray, g_remaining: np.ndarray, n_groups: int) -> np.ndarray:
@@ -32,7 +33,8 @@ class GroupDRO:
 
     Per step: ``L_g`` = mean CE over the batch samples of group g (0 for absent groups);
     ``q <- q * exp(eta * L_g)``, normalised; loss = ``sum_g q_g * L_g``. ``q`` starts uniform
-    and persists across steps.
+    and persists across steps. With SAM, ``q`` is updated on the first pass of a batch only (the
+    perturbed point's loss uses the updated ``q`` without moving it again).
     """
 
     def __init__(self, n_groups: int, eta: float):
@@ -47,6 +49,7 @@ class GroupDRO:
         one_hot = F.one_hot(g, self.n_groups).to(per_sample.dtype)
         counts = one_hot.sum(0)
         group_loss = (one_hot * per_sample[:, None]).sum(0) / counts.clamp(min=1)
-        q = self.q.to(group_loss.device) * torch.exp(self.eta * group_loss.detach())
-        self.q = (q / q.sum()).detach()
+        if not at_perturbed_point():
+            q = self.q.to(group_loss.device) * torch.exp(self.eta * group_loss.detach())
+            self.q = (q / q.sum()).detach()
         return (self.q * group_loss).sum()

@@ -8,6 +8,11 @@ that file, nothing re-samples (the official code re-sampled on every run, fact s
            (not stratified per group), with ``numpy.random.default_rng(s)``
 * remaining = train − forget (every other group in full, plus the rest of the pool)
 
+With ``forget.kind: random`` (the sharp-unlearn papers' random forget sets) the pool is the
+whole train split: ``int(r * |train|)`` samples (or ``forget.count``) drawn uniformly, whatever
+their group; the forget groups are then only the ones whose test accuracy (GA) and fairness
+(EO, DP, EP) are reported.
+
 The forget groups are ``forget.groups``, else the dataset's default group, or with
 ``forget.multi_group: k`` (FairFace only; fact sheet §2.3) every (y, a) combination of the
 targets and sensitive values of the first ``k`` pairs of the dataset's ``multi_group_pairs``:
@@ -21,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from grmu import GrmuError
+from grmu.config import FORGET_KINDS as KINDS
 from grmu.prepared import Prepared
 
 
@@ -70,17 +76,35 @@ def forget_pool(prep: Prepared, groups: list) -> np.ndarray:
     return train[mask]
 
 
-def sample_forget(prep: Prepared, groups: list, ratio: float, seed: int) -> np.ndarray:
-    """Sorted indices of the forget set for (ratio, seed)."""
+
+
+def kind_pool(prep: Prepared, groups: list, kind: str = "group") -> np.ndarray:
+    """The samples a forget set is drawn from: the forget groups' training samples (``group``)
+    or the whole train split (``random``)."""
+    if kind not in KINDS:
+        raise GrmuError(f"forget.kind '{kind}' is unknown; valid: {', '.join(KINDS)}")
+    return forget_pool(prep, groups) if kind == "group" else prep.indices("train")
+
+
+def sample_forget(prep: Prepared, groups: list, ratio: float, seed: int, kind: str = "group",
+                  count: int | None = None) -> np.ndarray:
+    """Sorted indices of the forget set for (ratio, seed): ``int(ratio * |pool|)`` samples, or
+    ``count`` when given, drawn uniformly without replacement from ``kind_pool``."""
     if not 0 < ratio <= 1:
         raise GrmuError(f"ratio {ratio!r} is outside (0, 1]")
     groups = resolve_groups(prep, groups)
-    pool = forget_pool(prep, groups)
+    pool = kind_pool(prep, groups, kind)
     if len(pool) == 0:
         raise GrmuError(f"forget groups {groups} have no training samples; pick groups present in the train split")
-    n = int(ratio * len(pool))
+    n = int(ratio * len(pool)) if count is None else int(count)
+    if count is not None and not 0 < n < len(pool):
+        raise GrmuError(f"forget.count {count} must be between 1 and {len(pool) - 1} (the pool has {len(pool)} "
+                        "training samples and the remaining set may not be empty)")
     if n == 0:
         raise GrmuError(f"ratio {ratio} of a pool of {len(pool)} samples forgets nothing; use a larger ratio")
+    if kind == "random" and n >= len(pool):
+        raise GrmuError(f"ratio {ratio} of a random forget set forgets the whole train split ({len(pool)} samples) and "
+                        "leaves nothing to remain; use a ratio < 1")
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(pool, size=n, replace=False))
 
@@ -90,14 +114,15 @@ def remaining_indices(prep: Prepared, forget: np.ndarray) -> np.ndarray:
     return train[~np.isin(train, forget)]
 
 
-def save_forget(path: str | Path, forget: np.ndarray, groups: list, ratio: float, seed: int, pool_size: int) -> None:
+def save_forget(path: str | Path, forget: np.ndarray, groups: list, ratio: float, seed: int, pool_size: int,
+                kind: str = "group") -> None:
     from grmu.runtime import write_json
 
-    write_json(
-        path,
-        {"ratio": ratio, "seed": seed, "groups": groups, "pool_size": pool_size, "size": len(forget),
-         "forget": [int(i) for i in forget]},
-    )
+    record = {"ratio": ratio, "seed": seed, "groups": groups, "pool_size": pool_size, "size": len(forget),
+              "forget": [int(i) for i in forget]}
+    if kind != "group":  # group forget sets keep the file format they always had
+        record["kind"] = kind
+    write_json(path, record)
 
 
 FORGET_KEYS = ("ratio", "seed", "groups", "forget")
@@ -129,7 +154,12 @@ def load_forget(path: str | Path, prep: Prepared | None = None) -> dict:
         if len(np.unique(f)) != len(f):
             raise GrmuError(f"{bad}: it lists a sample twice")
         groups = resolve_groups(prep, d["groups"])
-        stray = f[~np.isin(f, forget_pool(prep, groups))]
+        kind = d.get("kind", "group")
+        if kind not in KINDS:
+            raise GrmuError(f"{bad}: kind '{kind}' is unknown; valid: {', '.join(KINDS)}")
+        stray = f[~np.isin(f, kind_pool(prep, groups, kind))]
         if len(stray):
             raise GrmuError(f"{bad}: sample {int(stray[0])} is not in the forget groups {groups}")
+        if len(f) == len(prep.indices("train")):
+            raise GrmuError(f"{bad}: it lists every training sample, the remaining set would be empty")
     return d

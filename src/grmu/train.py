@@ -7,6 +7,13 @@ per-iteration warmup (first iteration at lr 0) and then a per-epoch cosine
 (``T_max = epochs - warmup_epochs``) or constant schedule, as in the paper's code. With
 ``augment: true`` image batches get the prepared dataset's training augmentation
 (``grmu.augment``), drawn from the loop's seeded generator so that runs stay reproducible.
+
+A batch normally gets one update (its pass's loss, the loop's optimizer). Methods that need
+more use a pass's ``partner`` (a second index set whose shuffled batches are cycled alongside,
+as NegGrad+ and Sharp MinMax) and ``steps`` (several updates per batch, each with its own loss,
+optimizer, SAM settings and gradient hook, as Sharp MinMax). With ``cfg['sam']`` (or a step's
+own ``sam``) in mode min/max each update is a SAM step (``grmu.sam``); mode none leaves the loop
+exactly as without it.
 """
 from __future__ import annotations
 
@@ -24,10 +31,30 @@ from grmu import GrmuError
 from grmu.augment import train_augmentation
 from grmu.inference import model_accuracy, to_input
 from grmu.prepared import Prepared
+from grmu.sam import active as sam_active
+from grmu.sam import sam_gradient
+
+
+PARTNER_STREAM = 7919  # seed offset of the partner batches' random stream
 
 
 def ce_loss(model, x, y, g):
     return F.cross_entropy(model(x), y)
+
+
+@dataclass
+class Step:
+    """One optimizer update of a batch (see ``Pass.steps``).
+
+    ``optimizer``: None = the loop's; ``sam``: None = the loop's ``cfg['sam']``;
+    ``after_backward(model)`` edits the final gradient before the update (a mask);
+    ``before_combine(model)`` edits SAM's ``g_adv`` before it is combined with ``g``."""
+
+    loss: Callable
+    optimizer: torch.optim.Optimizer | None = None
+    sam: dict | None = None
+    after_backward: Callable | None = None
+    before_combine: Callable | None = None
 
 
 @dataclass
@@ -36,6 +63,14 @@ class Pass:
 
     ``loss(model, x, y, g) -> scalar``. With ``weights``, batches are drawn with replacement,
     ``len(idx)`` draws per pass, with probability proportional to the weights.
+
+    * ``relabel(b, y) -> y'``: the labels the loss sees for the samples ``b``, drawn once per
+      batch (random labels), so that a SAM step's second pass sees the same ones.
+    * ``partner``: a second index set, shuffled once per pass and cycled (its batches repeat
+      when it runs out, as ``itertools.cycle`` in upstream NegGrad+); the loss is then called
+      as ``loss(model, x, y, g, (px, py, pg))``.
+    * ``steps``: several updates per batch (each a ``Step`` with its own loss); default one
+      update with ``loss``.
     """
 
     name: str
@@ -43,6 +78,10 @@ class Pass:
     loss: Callable = ce_loss
     batch_size: int = 64
     weights: np.ndarray | None = None
+    relabel: Callable | None = None
+    partner: np.ndarray | None = None
+    partner_batch_size: int | None = None
+    steps: list[Step] | None = None
 
     def order(self, gen: torch.Generator) -> torch.Tensor:
         idx = torch.as_tensor(self.idx, dtype=torch.long)
@@ -53,6 +92,15 @@ class Pass:
 
     def n_batches(self) -> int:
         return math.ceil(len(self.idx) / self.batch_size)
+
+    def updates(self, after_backward: Callable | None) -> list[Step]:
+        return self.steps or [Step(self.loss, after_backward=after_backward)]
+
+    def partner_batches(self, gen: torch.Generator) -> list[torch.Tensor]:
+        idx = torch.as_tensor(self.partner, dtype=torch.long)
+        order = idx[torch.randperm(len(idx), generator=gen)]
+        bs = self.partner_batch_size or self.batch_size
+        return [order[s : s + bs] for s in range(0, len(order), bs)]
 
 
 def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
@@ -101,11 +149,30 @@ def fit(
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(int(seed))
     opt = optimizer or make_optimizer(model.parameters(), cfg)
-    base_lrs = [grp["lr"] for grp in opt.param_groups]
+    base_lrs: dict[int, list[float]] = {}  # each optimizer's own lrs, recorded when first used
+
+    def schedule(o: torch.optim.Optimizer, factor: float) -> torch.optim.Optimizer:
+        lrs = base_lrs.setdefault(id(o), [grp["lr"] for grp in o.param_groups])
+        for grp, lr in zip(o.param_groups, lrs):
+            grp["lr"] = lr * factor
+        return o
+
+    schedule(opt, 1.0)
+    base_lr = base_lrs[id(opt)][0]
     best_acc, best_state, history = -1.0, None, []
     y_all = torch.as_tensor(prep.y)
     g_all = torch.as_tensor(prep.g)
     augment = train_augmentation(prep) if cfg.get("augment") else None
+
+    # partner batches (order and augmentation) draw from their own stream, so the main pass's
+    # batches are the same with and without a partner
+    partner_gen = torch.Generator().manual_seed(int(seed) + PARTNER_STREAM)
+
+    def batch(b: torch.Tensor, rng: torch.Generator = gen) -> list:
+        x = to_input(prep.inputs[b], dev)
+        if augment is not None and x.dim() == 4:
+            x = augment(x, rng)
+        return [x, y_all[b].to(dev), g_all[b].to(dev)]
 
     bar = tqdm(range(cfg["epochs"]), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
     for epoch in bar:
@@ -117,30 +184,25 @@ def fit(
         model.train()
         for p in epoch_passes:
             order, total, count = p.order(gen), 0.0, 0
-            for start in range(0, len(order), p.batch_size):
+            cycled = p.partner_batches(partner_gen) if p.partner is not None else None
+            for k, start in enumerate(range(0, len(order), p.batch_size)):
                 b = order[start : start + p.batch_size]
                 factor = lr_factor(cfg, epoch, step, steps)
-                for grp, lr in zip(opt.param_groups, base_lrs):
-                    grp["lr"] = lr * factor
-                x = to_input(prep.inputs[b], dev)
-                if augment is not None and x.dim() == 4:
-                    x = augment(x, gen)
-                loss = p.loss(model, x, y_all[b].to(dev), g_all[b].to(dev))
-                value = float(loss.detach())
-                if not math.isfinite(value):  # a diverged run must never become a result
-                    raise GrmuError(f"{desc}: the loss became {value} in epoch {epoch}, pass '{p.name}', "
-                                    f"step {step} at lr {base_lrs[0] * factor:g}; the run diverged and nothing was "
-                                    "saved: lower the learning rate")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if after_backward is not None:
-                    after_backward(model)
-                opt.step()
+                args = batch(b)
+                if p.relabel is not None:
+                    args[1] = p.relabel(b, args[1])
+                if cycled is not None:
+                    args.append(tuple(batch(cycled[k % len(cycled)], partner_gen)))
+                value = 0.0
+                for st in p.updates(after_backward):
+                    o = schedule(st.optimizer or opt, factor)
+                    value += update(model, st, args, o, cfg.get("sam"), f"{desc}: the loss became {{}} in epoch "
+                                    f"{epoch}, pass '{p.name}', step {step} at lr {base_lr * factor:g}")
                 total += value * len(b)
                 count += len(b)
                 step += 1
             row[f"loss_{p.name}"] = total / max(count, 1)
-        row["lr"] = base_lrs[0] * lr_factor(cfg, epoch, max(step - 1, 0), max(steps, 1))
+        row["lr"] = base_lr * lr_factor(cfg, epoch, max(step - 1, 0), max(steps, 1))
         if val_idx is not None:
             row["val_acc"] = model_accuracy(model, prep, val_idx)
         for name, idx in (watch or {}).items():
@@ -159,3 +221,21 @@ def fit(
     if select_best and best_state is not None:
         model.load_state_dict(best_state)
     return model, history
+
+
+def update(model, st: Step, args: list, opt: torch.optim.Optimizer, loop_sam: dict | None, where: str) -> float:
+    """One update of ``model`` by ``opt`` on a batch (``args``: x, y, g[, partner]); returns the
+    loss. ``where`` names the place in the run for the message when the loss is not finite."""
+    loss = st.loss(model, *args)
+    value = float(loss.detach())
+    if not math.isfinite(value):  # a diverged run must never become a result
+        raise GrmuError(where.format(value) + "; the run diverged and nothing was saved: lower the learning rate")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    sam = st.sam if st.sam is not None else loop_sam
+    if sam_active(sam):
+        sam_gradient(model, lambda: st.loss(model, *args), sam, st.before_combine)
+    if st.after_backward is not None:
+        st.after_backward(model)
+    opt.step()
+    return value

@@ -33,7 +33,9 @@ class DatasetSpec:
 
 
 def _load_builtin() -> None:
-    from grmu.data import celeba, colored_mnist, fairface, multinli, waterbirds  # noqa: F401  (each registers itself)
+    from grmu.data import (  # noqa: F401  (each registers itself)
+        celeba, cifar, colored_mnist, fairface, mnist, multinli, waterbirds,
+    )
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", _load_builtin)

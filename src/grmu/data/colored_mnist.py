@@ -33,24 +33,22 @@ def _load_digits():
     return X.reshape(-1, 28, 28).astype(np.uint8), digits.astype(np.int64)
 
 
-@register_dataset("colored_mnist", options=OPTIONS, forget_groups=[[1, 0]])
-def build(options: dict, data_dir=None):
-    """Binary MNIST (digit >= 5) with stroke colour spuriously correlated with the label."""
-    import pandas as pd
+def split_digits(name: str, options: dict, rng: np.random.Generator):
+    """The 5,000 digits as ``(grey N x 1 x S x S uint8 tensor, digits, split)``: splits drawn with
+    ``rng`` (``train_frac`` train, ``val_frac`` validation, the rest test), images average-pooled
+    to ``image_size``. Checks those three options of ``datasets.<name>``."""
     import torch
     import torch.nn.functional as F
 
-    for key in ("corr", "eval_corr", "train_frac", "val_frac", "color_strength"):
+    for key in ("train_frac", "val_frac"):
         if not 0 <= options[key] <= 1:
-            raise GrmuError(f"datasets.colored_mnist.{key} must be in [0, 1], got {options[key]!r}")
+            raise GrmuError(f"datasets.{name}.{key} must be in [0, 1], got {options[key]!r}")
     if options["train_frac"] + options["val_frac"] >= 1:
-        raise GrmuError("datasets.colored_mnist: train_frac + val_frac must be < 1 (the rest is test)")
+        raise GrmuError(f"datasets.{name}: train_frac + val_frac must be < 1 (the rest is test)")
     if options["image_size"] not in (7, 14, 28):
-        raise GrmuError(f"datasets.colored_mnist.image_size {options['image_size']!r} is invalid; valid: 7, 14, 28")
-
+        raise GrmuError(f"datasets.{name}.image_size {options['image_size']!r} is invalid; valid: 7, 14, 28")
     images, digits = _load_digits()
     n = len(digits)
-    rng = np.random.default_rng(options["seed"])
     order = rng.permutation(n)
     n_train = int(options["train_frac"] * n)
     n_val = int(options["val_frac"] * n)
@@ -58,15 +56,30 @@ def build(options: dict, data_dir=None):
     split[order[:n_train]] = "train"
     split[order[n_train : n_train + n_val]] = "val"
     split[order[n_train + n_val :]] = "test"
+    gray = torch.from_numpy(images).unsqueeze(1)  # N x 1 x 28 x 28
+    if options["image_size"] != 28:
+        gray = F.adaptive_avg_pool2d(gray.float(), options["image_size"]).round().to(torch.uint8)
+    return gray, digits, split
+
+
+@register_dataset("colored_mnist", options=OPTIONS, forget_groups=[[1, 0]])
+def build(options: dict, data_dir=None):
+    """Binary MNIST (digit >= 5) with stroke colour spuriously correlated with the label."""
+    import pandas as pd
+    import torch
+
+    for key in ("corr", "eval_corr", "color_strength"):
+        if not 0 <= options[key] <= 1:
+            raise GrmuError(f"datasets.colored_mnist.{key} must be in [0, 1], got {options[key]!r}")
+    rng = np.random.default_rng(options["seed"])
+    gray, digits, split = split_digits("colored_mnist", options, rng)
+    n = len(digits)
 
     y = (digits >= 5).astype(np.int64)
     agree_p = np.where(split == "train", options["corr"], options["eval_corr"])
     agree = rng.random(n) < agree_p
     a = np.where(agree, y, 1 - y).astype(np.int64)
 
-    gray = torch.from_numpy(images).unsqueeze(1)  # N x 1 x 28 x 28
-    if options["image_size"] != 28:
-        gray = F.adaptive_avg_pool2d(gray.float(), options["image_size"]).round().to(torch.uint8)
     dim = gray.float() * (1 - options["color_strength"])
     red = torch.from_numpy(a == 0).view(-1, 1, 1, 1)
     r_ch = torch.where(red, gray.float(), dim)

@@ -29,7 +29,9 @@ class MethodSpec:
 
 
 def _load_builtin() -> None:
-    from grmu.methods import finetune, l1_sparse, miu, salun, scrub  # noqa: F401  (each registers itself)
+    from grmu.methods import (  # noqa: F401  (each registers itself)
+        finetune, influence, l1_sparse, miu, neggrad, neggrad_plus, random_label, salun, scrub, sharp_minmax,
+    )
 
 
 METHODS: Registry[MethodSpec] = Registry("method", _load_builtin)
@@ -100,14 +102,18 @@ class UnlearnContext:
 
     def remaining_pass(self, loss: Callable = ce_loss, batch_size: int | None = None, name: str = "remaining") -> Pass:
         """A pass over the remaining set; with REWEIGHT on, drawn with the REWEIGHT weights."""
-        weights = None
-        if self.reweight:
-            g = self.prep.g
-            weights = reweight_weights(g[self.prep.indices("train")], g[self.remaining_idx], self.prep.n_groups)
-        return Pass(name, self.remaining_idx, loss, batch_size or self.cfg["batch_size"], weights)
+        return Pass(name, self.remaining_idx, loss, batch_size or self.cfg["batch_size"], self.remaining_weights())
 
-    def forget_pass(self, loss: Callable, batch_size: int | None = None, name: str = "forget") -> Pass:
-        return Pass(name, self.forget_idx, loss, batch_size or self.cfg["batch_size"])
+    def forget_pass(self, loss: Callable = ce_loss, batch_size: int | None = None, name: str = "forget",
+                    relabel: Callable | None = None) -> Pass:
+        return Pass(name, self.forget_idx, loss, batch_size or self.cfg["batch_size"], relabel=relabel)
+
+    def remaining_weights(self) -> np.ndarray | None:
+        """REWEIGHT weights of the remaining samples (in ``remaining_idx`` order); None without ``reweight``."""
+        if not self.reweight:
+            return None
+        g = self.prep.g
+        return reweight_weights(g[self.prep.indices("train")], g[self.remaining_idx], self.prep.n_groups)
 
     def fit(self, passes: Callable[[int], list[Pass]], **kw):
         """The shared training loop over ``cfg['epochs']`` epochs; returns the last-epoch model

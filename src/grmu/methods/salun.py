@@ -53,15 +53,16 @@ def forget_gradients(ctx: UnlearnContext, seed_offset: int = _MASK_STREAM) -> di
     return dict(zip(names, total))
 
 
-def saliency_mask(grads: dict[str, torch.Tensor], threshold: float) -> dict[str, torch.Tensor]:
+def saliency_mask(grads: dict[str, torch.Tensor], threshold: float, largest: bool = True) -> dict[str, torch.Tensor]:
     """Mask 1 on the top ``int(threshold * N)`` entries of ``|grad|``, ranked globally over all
-    ``N`` parameter entries (ties broken by position, deterministically), 0 elsewhere."""
+    ``N`` parameter entries (ties broken by position, deterministically), 0 elsewhere; with
+    ``largest=False`` the *smallest* ones (upstream sharp-unlearn's mask, fact sheet S5)."""
     names = list(grads)
     flat = torch.cat([grads[n].detach().abs().flatten() for n in names])
     k = int(threshold * flat.numel())
     keep = torch.zeros_like(flat)
     if k > 0:
-        order = torch.argsort(flat, descending=True, stable=True)
+        order = torch.argsort(flat, descending=largest, stable=True)
         keep[order[:k]] = 1.0
     out, start = {}, 0
     for n in names:
@@ -83,15 +84,18 @@ class MaskGradients:
                 p.grad.mul_(self.mask[name])
 
 
-def random_label_loss(n_classes: int, gen: torch.Generator):
-    """CE against labels drawn uniformly in ``[0, n_classes)``, fresh for every batch (they may
-    equal the true label)."""
+def random_labels(n_classes: int, gen: torch.Generator, replace=None):
+    """``Pass.relabel``: labels drawn uniformly in ``[0, n_classes)`` for a whole batch, fresh for
+    every batch (they may equal the true label); with ``replace`` (a boolean array over all
+    samples) only the marked samples of the batch take them."""
 
-    def loss(model, x, y, g):
+    def relabel(b, y):
         rand = torch.randint(0, n_classes, y.shape, generator=gen).to(y.device)
-        return F.cross_entropy(model(x), rand)
+        if replace is None:
+            return rand
+        return torch.where(torch.as_tensor(replace[b.numpy()]).to(y.device), rand, y)
 
-    return loss
+    return relabel
 
 
 @register_method("salun", options={"threshold": 0.5})
@@ -124,5 +128,5 @@ def salun(ctx: UnlearnContext):
     dev = next(ctx.model.parameters()).device
     mask = {n: m.to(dev) for n, m in mask.items()}
     gen = torch.Generator().manual_seed(int(ctx.seed) + _LABEL_STREAM)
-    forget = ctx.forget_pass(random_label_loss(ctx.prep.n_classes, gen))
+    forget = ctx.forget_pass(relabel=random_labels(ctx.prep.n_classes, gen))
     return ctx.fit(lambda epoch: [forget, ctx.remaining_pass()], after_backward=MaskGradients(mask))

@@ -38,6 +38,8 @@ UNLEARN_DEFAULTS = {
     "schedule": "cosine",
     "augment": True,
     "optimizer": "sgd",
+    # SAM as an unlearning algorithm (grmu.sam); each key resolved on its own
+    "sam": {"mode": "none", "rho": 0.1, "lamb": 1.0, "adaptive": False},
 }
 MATCH_KEYS = ("method", "reweight", "ratio", "multi_group")
 ENTRY_KEYS = set(MATCH_KEYS) | {"unlearn", "options", "note"}
@@ -93,7 +95,8 @@ def recipe_values(name: str | None, context: dict) -> tuple[dict, dict]:
         return unlearn, options
     for e in load_recipe(name)["entries"]:
         if matches(e, context):
-            unlearn.update(e.get("unlearn") or {})
+            for key, value in (e.get("unlearn") or {}).items():  # nested sections (sam) merge key by key
+                unlearn[key] = {**unlearn.get(key, {}), **value} if isinstance(value, dict) else value
             options.update(e.get("options") or {})
     return unlearn, options
 
@@ -123,16 +126,27 @@ def resolve(params: dict, method_defaults: dict, ratio: float) -> dict:
         ("options", method_defaults, rec_options, given_options, f"methods.{method}."),
     ):
         for key, default in defaults.items():
-            if given.get(key) is not None:
-                value, src = given[key], "params"
-            elif key in rec:
-                value, src = rec[key], "recipe"
-            else:
-                value, src = default, "default"
+            if isinstance(default, dict):  # a nested section (unlearn.sam): key by key
+                out[section][key] = {}
+                for sub, sub_default in default.items():
+                    value, src = _pick((given.get(key) or {}).get(sub), (rec.get(key) or {}), sub, sub_default)
+                    out[section][key][sub] = value
+                    out["source"][f"{prefix}{key}.{sub}"] = src
+                continue
+            value, src = _pick(given.get(key), rec, key, default)
             out[section][key] = value
             out["source"][prefix + key] = src
     check_loop_section("unlearn", out["unlearn"])
     return out
+
+
+def _pick(given, rec: dict, key: str, default):
+    """``(value, source)``: params (when not null) over the recipe over the default."""
+    if given is not None:
+        return given, "params"
+    if key in rec:
+        return rec[key], "recipe"
+    return default, "default"
 
 
 def recipe_table(name: str, ratios, multi_group=None) -> str:

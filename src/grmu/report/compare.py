@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from grmu import GrmuError
-from grmu.report.gaps import LABELS, MODELS, model_label
+from grmu.report.gaps import GOLD, LABELS, MODELS, model_label
 from grmu.report.plots import plot_gap_vs_ratio
 from grmu.report.tables import summary_table, to_markdown
 from grmu.runtime import write_text
@@ -40,22 +40,40 @@ def load_experiments(repo: str | Path = ".", num: int = 1) -> list[dict]:
         if summary is None or per_seed is None:
             continue  # a commit without results
         s = json.loads(summary)
-        out.append({"name": row.get("Experiment") or rev, "rev": rev, "method": s["method"],
-                    "reweight": bool(s["reweight"]), "per_seed": pd.read_csv(io.StringIO(per_seed))})
+        out.append({"name": row.get("Experiment") or rev, "rev": rev, "dataset": s.get("dataset"), "method": s["method"],
+                    "reweight": bool(s["reweight"]), "pretrain": s.get("pretrain", "plain"),
+                    "unlearn_sam": s.get("unlearn_sam", "plain"), "reference": s.get("reference", GOLD),
+                    "per_seed": pd.read_csv(io.StringIO(per_seed))})
     return out
 
 
 def compare(experiments: list[dict]) -> tuple[pd.DataFrame, dict]:
-    """One frame with the reference models (from the first experiment) and the unlearned
-    model of every experiment, keyed ``exp:<name>``; and the labels in table order. Two
-    experiments of the same method and REWEIGHT setting keep only the first (the newest)."""
+    """One frame with the reference models and the unlearned model of every experiment, keyed
+    ``exp:<name>``; and the labels in table order. Experiments are grouped by their pretraining
+    (``pretrain``: plain or a SAM setting): each group's reference models come from its first
+    experiment, and when the experiments do not all share plain pretraining every row says
+    which pretraining it used. Two experiments with the same label keep only the first (the
+    newest)."""
     if not experiments:
         raise GrmuError("no results to report: run `dvc repro` and commit, or `dvc exp run` (or `dvc exp pull`)")
-    first = experiments[0]["per_seed"]
-    frames = [first[first["model"] != "unlearned"]]
-    labels = {m: LABELS[m] for m in MODELS if m != "unlearned"}
+    tags = list(dict.fromkeys(exp.get("pretrain", "plain") for exp in experiments))
+    tagged = tags != ["plain"]
+    frames, labels = [], {}
+    for tag in tags:
+        first = next(exp for exp in experiments if exp.get("pretrain", "plain") == tag)["per_seed"]
+        refs = first[first["model"] != "unlearned"].copy()
+        if tagged:
+            refs["model"] = refs["model"] + f"@{tag}"
+        frames.append(refs)
+        for m in MODELS:
+            if m != "unlearned":
+                labels[f"{m}@{tag}" if tagged else m] = LABELS[m] + (f" [pretrain {tag}]" if tagged else "")
     for exp in experiments:
         label = model_label("unlearned", exp["method"], exp["reweight"])
+        if exp.get("unlearn_sam", "plain") != "plain":
+            label += f" ({exp['unlearn_sam']})"
+        if tagged:
+            label += f" [pretrain {exp.get('pretrain', 'plain')}]"
         if label in labels.values():
             continue
         unl = exp["per_seed"][exp["per_seed"]["model"] == "unlearned"].copy()
@@ -65,14 +83,29 @@ def compare(experiments: list[dict]) -> tuple[pd.DataFrame, dict]:
     return pd.concat(frames, ignore_index=True), labels
 
 
-def report(repo: str | Path, out_dir: str | Path, num: int = 1) -> str:
+def of_dataset(experiments: list[dict], dataset: str | None) -> list[dict]:
+    """The experiments on ``dataset`` (default: the newest experiment's), so that one report
+    never compares models of different datasets."""
+    if not experiments:
+        return experiments
+    want = dataset or experiments[0].get("dataset")
+    chosen = [e for e in experiments if e.get("dataset") == want]
+    if not chosen:
+        seen = sorted({str(e.get("dataset")) for e in experiments})
+        raise GrmuError(f"no results on dataset '{want}'; the results are on: {', '.join(seen)}")
+    return chosen
+
+
+def report(repo: str | Path, out_dir: str | Path, num: int = 1, dataset: str | None = None) -> str:
     """Write ``methods.md``, ``methods.csv``, ``avg_gap_vs_ratio.{csv,png}`` into ``out_dir``;
     return the Markdown table."""
-    df, labels = compare(load_experiments(repo, num))
-    table = summary_table(df, labels)
+    experiments = of_dataset(load_experiments(repo, num), dataset)
+    df, labels = compare(experiments)
+    reference = experiments[0]["reference"]
+    table = summary_table(df, labels, reference)
     out_dir = Path(out_dir)
-    md = ("# Unlearning methods vs references\n\nMean ± std over seeds; Δ and avg. gap against "
-          "RETRAIN+REWEIGHT of the same seed and ratio.\n\n" + to_markdown(table))
+    md = ("# Unlearning methods vs references\n\nMean ± std over seeds; Δ, avg. gap, ToW and ToW-MIA against "
+          f"{LABELS[reference]} of the same seed, ratio and pretraining.\n\n" + to_markdown(table))
     write_text(out_dir / "methods.md", md)
     write_text(out_dir / "methods.csv", table.to_csv(index=False))
     wide = plot_gap_vs_ratio(df, labels, out_dir / "avg_gap_vs_ratio.png")

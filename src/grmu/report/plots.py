@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from grmu.report.gaps import LABELS
+from grmu.report.gaps import LABELS, curve_metric
 
 
 def _pyplot():
@@ -30,12 +30,13 @@ def save_figure(fig, path: Path) -> None:
 def plot_ga(wide: pd.DataFrame, df: pd.DataFrame, path: Path, title: str, unlearned_label: str) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    std = df.groupby(["ratio", "model"])["GA"].std(ddof=0).unstack("model")
+    metric = curve_metric(df)
+    std = df.groupby(["ratio", "model"])[metric].std(ddof=0).unstack("model")
     for model in wide.columns[1:]:
         ax.errorbar(wide["ratio"], wide[model], yerr=std[model].to_numpy(), marker="o", capsize=3,
                     label=LABELS.get(model, unlearned_label))
     ax.set_xlabel("unlearning ratio")
-    ax.set_ylabel("GA: test accuracy of the forget group (%)")
+    ax.set_ylabel("GA: test accuracy of the forget group (%)" if metric == "GA" else "UA: forget-set accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -54,7 +55,7 @@ def plot_gap_vs_ratio(df: pd.DataFrame, labels: dict, path: Path) -> pd.DataFram
         ax.errorbar(st.index, st["mean"], yerr=st["std"].fillna(0).to_numpy(), marker="o", capsize=3, label=labels[m])
         wide[labels[m]] = st["mean"].round(3)
     ax.set_xlabel("unlearning ratio")
-    ax.set_ylabel("avg. gap vs RETRAIN+REWEIGHT (%)")
+    ax.set_ylabel("avg. gap vs the reference model (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)

@@ -7,10 +7,8 @@ import numpy as np
 import pandas as pd
 
 from grmu.metrics import METRIC_KEYS
-from grmu.report.gaps import GOLD, MODELS, fmt_ratio, model_label
+from grmu.report.gaps import EXTRA_KEYS, GOLD, MODELS, curve_metric, fmt_ratio, model_label, present
 from grmu.runtime import read_json
-
-EXTRA_KEYS = ("WG", "DP", "EP", "MIA_AUC")
 
 
 def _pm(values) -> str:
@@ -23,8 +21,9 @@ def labels_for(method: str, reweight: bool) -> dict:
     return {m: model_label(m, method, reweight) for m in MODELS}
 
 
-def summary_table(df: pd.DataFrame, labels: dict) -> pd.DataFrame:
-    """Paper-style table: one row per (ratio, model): metrics mean ± std, Δ and avg. gap.
+def summary_table(df: pd.DataFrame, labels: dict, reference: str = GOLD) -> pd.DataFrame:
+    """Paper-style table: one row per (ratio, model): metrics mean ± std, Δ, avg. gap, ToW and
+    ToW-MIA against ``reference``.
 
     ``labels`` maps the ``model`` values to show, in row order, to their display names."""
     rows = []
@@ -32,11 +31,14 @@ def summary_table(df: pd.DataFrame, labels: dict) -> pd.DataFrame:
         for model in [m for m in labels if m in set(df["model"])]:
             sub = df[(df["ratio"] == r) & (df["model"] == model)]
             row = {"ratio": fmt_ratio(r), "model": labels[model], "seeds": len(sub)}
-            for k in METRIC_KEYS + EXTRA_KEYS:
+            for k in present(df, METRIC_KEYS + EXTRA_KEYS):
                 row[k] = _pm(sub[k])
-            for k in METRIC_KEYS:
-                row[f"Δ{k}"] = "–" if model == GOLD else f"{sub[f'd_{k}'].mean():.1f}"
-            row["avg. gap"] = "–" if model == GOLD else _pm(sub["avg_gap"])
+            is_ref = model.split("@")[0] == reference  # grmu report keys references per pretraining
+            for k in present(df, METRIC_KEYS):
+                row[f"Δ{k}"] = "–" if is_ref else f"{sub[f'd_{k}'].mean():.1f}"
+            row["avg. gap"] = "–" if is_ref else _pm(sub["avg_gap"])
+            row["ToW"] = "–" if is_ref else _pm(sub["ToW"])
+            row["ToW-MIA"] = "–" if is_ref else _pm(sub["ToW_MIA"])
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -68,8 +70,9 @@ def environments(eval_dir: str | Path, ratios, seeds, models=MODELS) -> dict:
 
 
 def ga_vs_ratio(df: pd.DataFrame) -> pd.DataFrame:
-    """Wide table: ratio, then the mean GA over seeds of each model (the paper's Fig. 2/4 view)."""
-    wide = df.groupby(["ratio", "model"])["GA"].mean().unstack("model")
+    """Wide table: ratio, then the mean GA (``curve_metric``) over seeds of each model (the
+    paper's Fig. 2/4 view)."""
+    wide = df.groupby(["ratio", "model"])[curve_metric(df)].mean().unstack("model")
     wide = wide[[m for m in MODELS if m in wide.columns]]
     return wide.reset_index().round(3)
 

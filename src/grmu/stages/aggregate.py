@@ -1,4 +1,5 @@
-"""Stage `aggregate`: per-seed deltas and avg. gap against RETRAIN+REWEIGHT, and this
+"""Stage `aggregate`: per-seed deltas, avg. gap, ToW and ToW-MIA against the reference model
+(`eval.reference`, default RETRAIN+REWEIGHT), and this
 experiment's results: metrics/summary.json, metrics/table.{md,csv}, metrics/per_seed.csv and
 the plot data and figure in plots/."""
 from __future__ import annotations
@@ -10,25 +11,36 @@ import pandas as pd
 from grmu.report.gaps import add_gaps, collect, model_label, summary_json
 from grmu.report.plots import plot_ga
 from grmu.report.tables import curves, environments, ga_vs_ratio, group_acc_long, labels_for, summary_table, to_markdown
-from grmu.runtime import write_json, write_text
+from grmu.runtime import read_json, write_json, write_text
+from grmu.sam import sam_tag
 from grmu.splits import forget_groups
+
+
+def unlearn_settings(eval_dir, ratios, seeds) -> dict:
+    """The resolved ``unlearn`` settings of this experiment, as the unlearned checkpoint recorded them."""
+    return read_json(Path(eval_dir) / "unlearned" / f"{ratios[0]}-{seeds[0]}.json", "evaluation")["trained"].get(
+        "unlearn", {})
 
 
 def run(params: dict, eval_dir, logs_dir, prepared_meta: dict, metrics_dir, plots_dir) -> pd.DataFrame:
     method, reweight = params["method"], params["reweight"]
     ratios, seeds = params["ratios"], params["seeds"]
-    df = add_gaps(collect(eval_dir, ratios, seeds))
+    reference = params["eval"]["reference"]
+    df = add_gaps(collect(eval_dir, ratios, seeds), reference)
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
-    table = summary_table(df, labels_for(method, reweight))
+    table = summary_table(df, labels_for(method, reweight), reference)
     header = (f"# {prepared_meta['dataset']}: {model_label('unlearned', method, reweight)} vs references\n\n"
-              f"Mean ± std over seeds {list(seeds)}; Δ and avg. gap against RETRAIN+REWEIGHT of the same "
-              f"seed and ratio. Forget groups: {forget_groups(params['forget'], prepared_meta)}.\n\n")
+              f"Mean ± std over seeds {list(seeds)}; Δ, avg. gap, ToW and ToW-MIA against "
+              f"{model_label(reference, method, reweight)} of the same seed and ratio. "
+              f"Forget groups: {forget_groups(params['forget'], prepared_meta)}.\n\n")
     write_text(metrics_dir / "table.md", header + to_markdown(table))
     with_paths = [(metrics_dir / "table.csv", table), (metrics_dir / "per_seed.csv", df.drop(columns=["group_acc"]))]
     for path, frame in with_paths:
         write_text(path, frame.to_csv(index=False))
     write_json(metrics_dir / "summary.json",
-               {**summary_json(df, method, reweight), "env": environments(eval_dir, ratios, seeds)})
+               {**summary_json(df, method, reweight, reference, sam_tag(params["train"]["sam"]),
+                               sam_tag(unlearn_settings(eval_dir, ratios, seeds).get("sam")), prepared_meta["dataset"]),
+                "env": environments(eval_dir, ratios, seeds)})
 
     names = [f"g{i} ({prepared_meta['classes'][i // prepared_meta['n_attrs']]}, "
              f"{prepared_meta['attrs'][i % prepared_meta['n_attrs']]})"

@@ -19,11 +19,13 @@ def run(params: dict, prepared, checkpoint, forget_path, model_name: str, out) -
     forget = fs["forget"]
     sets = dict(zip(EVAL_SETS, (remaining_indices(prep, forget), forget, prep.indices("val"), prep.indices("test"))))
     pred, loss = predictions(model, prep, sets, params["eval"]["batch_size"])
-    metrics = split_metrics(pred, loss, prep.y, prep.a, prep.g, sets, fs["groups"], prep.n_groups, params["eval"]["mia"])
+    has_attrs = prep.n_attrs > 1  # without a group attribute the fairness metrics are undefined
+    metrics = split_metrics(pred, loss, prep.y, prep.a, prep.g, sets, fs["groups"], prep.n_groups, params["eval"]["mia"],
+                            fairness=has_attrs, group_accuracy=has_attrs or fs.get("kind", "group") == "group")
     result = {"model": model_name, "ratio": fs["ratio"], "seed": fs["seed"], "groups": fs["groups"],
               "metrics": metrics, "trained": {k: v for k, v in info.items() if k != "history"},
               "run": run_info(fs["seed"])}
     write_json(out, result)
     print(f"{model_name} r={fs['ratio']} seed={fs['seed']}: " +
-          " ".join(f"{k}={metrics[k]:.1f}" for k in ("RA", "UA", "TA", "MIA", "EO", "GA")))
+          " ".join(f"{k}={metrics[k]:.1f}" for k in ("RA", "UA", "TA", "MIA", "MIA_SVC", "EO", "GA") if k in metrics))
     return result
