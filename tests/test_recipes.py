@@ -92,3 +92,21 @@ def test_cli_shows_a_recipe(capsys):
     assert "miu+reweight" in out and "lr=0.1" in out and "lambda_mi=1.0" in out
     assert main(["recipes", "nope"]) == 2
     assert "unknown recipe 'nope'" in capsys.readouterr().err
+
+
+def test_a_recipe_can_start_from_another(tmp_path, monkeypatch):
+    import grmu.recipes as R
+
+    assert R.load_recipe("cifar100")["entries"] == R.load_recipe("cifar10")["entries"]
+    monkeypatch.setattr(R, "HERE", tmp_path)
+    R.load_recipe.cache_clear()
+    try:
+        (tmp_path / "a.yaml").write_text("entries:\n  - {unlearn: {lr: 0.5, epochs: 2}}\n")
+        (tmp_path / "b.yaml").write_text("base: a\nentries:\n  - {unlearn: {lr: 0.1}}\n")
+        (tmp_path / "c.yaml").write_text("bsae: a\n")
+        unl, _ = R.recipe_values("b", {"method": "finetune"})
+        assert unl == {"lr": 0.1, "epochs": 2}  # the base's epochs, this file's lr
+        with pytest.raises(GrmuError, match=r"recipe c: unknown key\(s\) \['bsae'\]; valid: \['base', 'description', 'entries'\]"):
+            R.load_recipe("c")
+    finally:
+        R.load_recipe.cache_clear()

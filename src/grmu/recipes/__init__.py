@@ -1,6 +1,7 @@
 """Named hyperparameter recipes for the unlearning methods.
 
-A recipe is a YAML file in this folder (``<name>.yaml``) holding a list of entries::
+A recipe is a YAML file in this folder (``<name>.yaml``; optional ``base: <other recipe>``,
+whose entries come first) holding a list of entries::
 
     - {method: miu, reweight: true, ratio: 0.9,
        unlearn: {lr: 0.1, batch_size: 256}, options: {lambda_mi: 1}}
@@ -43,6 +44,7 @@ UNLEARN_DEFAULTS = {
 }
 MATCH_KEYS = ("method", "reweight", "ratio", "multi_group")
 ENTRY_KEYS = set(MATCH_KEYS) | {"unlearn", "options", "note"}
+FILE_KEYS = {"description", "entries", "base"}
 
 
 def available() -> list[str]:
@@ -56,11 +58,16 @@ def load_recipe(name: str) -> dict:
     if not path.exists():
         raise GrmuError(f"unknown recipe '{name}'; valid: auto, none, {', '.join(available())}")
     data = yaml.safe_load(path.read_text()) or {}
-    entries = data.get("entries") or []
+    bad = set(data) - FILE_KEYS
+    if bad:
+        raise GrmuError(f"recipe {name}: unknown key(s) {sorted(bad)}; valid: {sorted(FILE_KEYS)}")
+    entries = list(data.get("entries") or [])
     for i, e in enumerate(entries):
         bad = set(e) - ENTRY_KEYS
         if bad:
             raise GrmuError(f"recipe {name}, entry {i}: unknown key(s) {sorted(bad)}; valid: {sorted(ENTRY_KEYS)}")
+    if data.get("base"):  # another recipe's entries first, this file's override them
+        entries = load_recipe(data["base"])["entries"] + entries
     return {"description": data.get("description", ""), "entries": entries}
 
 
