@@ -121,7 +121,7 @@ def test_sharp_minmax_reruns_only_unlearn_and_sam_pretraining_reruns_the_referen
     import yaml
 
     path, run = repo
-    run("git", "checkout", "--", "params.yaml", "dvc.lock")  # back to the committed baseline
+    run("git", "checkout", "--", "params.yaml", "dvc.lock", "metrics", "plots")  # back to the committed baseline
     dvc(run, "checkout")
     assert json.loads(dvc(run, "status", "--json").stdout) == {}
     try:
