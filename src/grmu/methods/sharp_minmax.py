@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from grmu import GrmuError
+from grmu.config import SAM_MODES
 from grmu.methods import UnlearnContext, bool_option, choice_option, number_option, register_method
 from grmu.methods.neggrad_plus import check_alpha
 from grmu.methods.salun import MaskGradients, forget_gradients, saliency_mask
 from grmu.sam import active as sam_active
 from grmu.train import Step, make_optimizer
 
-SAM_MODES = ("none", "min", "max")
 MASK_ORDERS = ("largest", "smallest")
 
 
