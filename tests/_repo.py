@@ -80,6 +80,17 @@ def copy_repo(dst: Path, over: dict | None = None) -> tuple[Path, Run]:
     return dst, run
 
 
+def restore_committed(path: Path, run: Run, *pathspecs: str) -> None:
+    """Put the files git tracks under ``pathspecs`` back to their committed content. They are
+    deleted first: a file rewritten with the same size within the second of the last ``git add``
+    (as ``dvc exp run`` can do to a stage output) passes git's stat check, and a plain
+    ``git checkout -- path`` would leave its new content in place."""
+    listed = run("git", "ls-files", "-z", "--", *pathspecs).stdout.split("\0")
+    for name in filter(None, listed):
+        (path / name).unlink(missing_ok=True)
+    run("git", "checkout", "HEAD", "--", *pathspecs)
+
+
 def dvc(run: Run, *args, **kw) -> subprocess.CompletedProcess:
     return run(sys.executable, "-m", "dvc", *args, **kw)
 

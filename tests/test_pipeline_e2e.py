@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from ._repo import copy_repo, dvc, ran_stages
+from ._repo import copy_repo, dvc, ran_stages, restore_committed
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def test_exp_run_with_a_bad_name_or_value_gets_grmus_message(repo, override, mes
     try:
         res = dvc(run, "exp", "run", "-S", override, check=False)
     finally:
-        run("git", "checkout", "--", "params.yaml")
+        restore_committed(path, run, "params.yaml")
     assert res.returncode != 0
     assert message in res.stdout + res.stderr
     assert "are missing" not in res.stdout + res.stderr
@@ -121,7 +121,7 @@ def test_sharp_minmax_reruns_only_unlearn_and_sam_pretraining_reruns_the_referen
     import yaml
 
     path, run = repo
-    run("git", "checkout", "--", "params.yaml", "dvc.lock", "metrics", "plots")  # back to the committed baseline
+    restore_committed(path, run, "params.yaml", "dvc.lock", "metrics", "plots")  # back to the committed baseline
     dvc(run, "checkout")
     assert json.loads(dvc(run, "status", "--json").stdout) == {}
     try:
@@ -130,7 +130,7 @@ def test_sharp_minmax_reruns_only_unlearn_and_sam_pretraining_reruns_the_referen
         (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         changed = set(json.loads(dvc(run, "status", "--json").stdout))
     finally:
-        run("git", "checkout", "--", "params.yaml")
+        restore_committed(path, run, "params.yaml")
     # SAM pretraining: every training stage of the references, and the aggregation's label
     assert changed == {"check_params", "pretrain@1", "aggregate"} | {
         f"retrain@{v}-{r}-1" for v in ("erm", "reweight", "gdro") for r in ("0.5", "1.0")}
@@ -139,7 +139,7 @@ def test_sharp_minmax_reruns_only_unlearn_and_sam_pretraining_reruns_the_referen
                                       "evaluate@unlearned-1.0-1", "aggregate"}
     summary = json.loads((path / "metrics/summary.json").read_text())
     assert summary["method"] == "sharp_minmax" and 0 < summary["ToW"] <= 100
-    run("git", "checkout", "--", "params.yaml")
+    restore_committed(path, run, "params.yaml")
 
 
 def test_the_sharp_line_on_embedded_mnist_with_random_forget_sets(repo):
@@ -157,7 +157,7 @@ def test_the_sharp_line_on_embedded_mnist_with_random_forget_sets(repo):
     assert summary["pretrain"] == "SAM-min rho=0.1" and 0 < summary["ToW_MIA"] <= 100
     forget = json.loads((path / "data/forget/0.5-1.json").read_text())
     assert forget["kind"] == "random" and forget["size"] == int(0.5 * forget["pool_size"])
-    run("git", "checkout", "--", "params.yaml")
+    restore_committed(path, run, "params.yaml")
 
 
 def test_changing_the_image_size_never_restores_stale_prepared_data(tmp_path):
