@@ -11,8 +11,9 @@ def main():
     ap.add_argument("--ratio", type=float, required=True)
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--memorization", help="the seed's memorization scores (forget.kind memorization)")
     args = ap.parse_args()
-    forget_set.run(load_params(args.params), args.prepared, args.ratio, args.seed, args.out)
+    forget_set.run(load_params(args.params), args.prepared, args.ratio, args.seed, args.out, args.memorization)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,8 @@ def make_ctx(prep, split, model, method, *, reweight=False, seed=0, cfg=None, **
     forget, remaining = split
     return UnlearnContext(model=copy.deepcopy(model), prep=prep, forget_idx=forget, remaining_idx=remaining,
                           cfg=cfg or unlearn_cfg(), options={**spec.options, **FAST.get(method, {}), **opts},
-                          reweight=reweight, seed=seed)
+                          reweight=reweight, seed=seed,
+                          subsets=dict(zip(("high", "mid", "low"), np.array_split(forget, 3))))  # thirds, for RUM
 
 
 def spy_fit(ctx, *, train=False):
@@ -112,6 +113,7 @@ NO_REMAINING_PASS = {
     "neggrad": "never reads the remaining set: reweight changes nothing",
     "influence": "one-shot update without passes (tests/test_sharp_methods.py)",
     "random_label": "one mixed pass over forget and remaining (tests/test_sharp_methods.py)",
+    "rum": "a meta-method: each step's own context gets reweight (tests/test_memorization.py)",
 }
 
 

@@ -89,7 +89,7 @@ def test_exp_run_with_new_method_reruns_only_unlearn_evaluate_aggregate(repo):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("method=scurb", "unknown method 'scurb'; valid: finetune, influence, l1_sparse, miu, neggrad, neggrad_plus, random_label, salun, scrub, sharp_minmax"),
+    ("method=scurb", "unknown method 'scurb'; valid: finetune, influence, l1_sparse, miu, neggrad, neggrad_plus, random_label, rum, salun, scrub, sharp_minmax"),
     ("dataset=celbea", "unknown dataset 'celbea'; valid: celeba,"),
     ("train.lr=-1", "train.lr must be a finite number > 0, got -1"),
 ])
@@ -157,6 +157,38 @@ def test_the_sharp_line_on_embedded_mnist_with_random_forget_sets(repo):
     assert summary["pretrain"] == "SAM-min rho=0.1" and 0 < summary["ToW_MIA"] <= 100
     forget = json.loads((path / "data/forget/0.5-1.json").read_text())
     assert forget["kind"] == "random" and forget["size"] == int(0.5 * forget["pool_size"])
+    restore_committed(path, run, "params.yaml")
+
+
+def test_memorization_forget_sets_on_embedded_mnist(repo):
+    """forget.kind memorization: the memorization stage computes held-out scores, the forget set
+    is the highest-scored samples, evaluation reports the subsets' accuracies."""
+    import numpy as np
+
+    path, run = repo
+    res = dvc(run, "exp", "run", "-S", "dataset=mnist", "-S", "forget.kind=memorization", "-S", "forget.level=high",
+              "-S", "forget.count=60", "-S", "ratios=[0.1]", "-S", "memorization.models=4", "-S", "method=neggrad",
+              "-S", "eval.reference=retrain_erm")
+    assert {"memorization@1", "forget_set@0.1-1", "unlearn@0.1-1", "aggregate"} <= ran_stages(res.stdout)
+    forget = json.loads((path / "data/forget/0.1-1.json").read_text())
+    assert forget["kind"] == "memorization" and forget["level"] == "high" and forget["score"] == "heldout"
+    with np.load(path / "data/memorization/1.npz", allow_pickle=False) as z:
+        index, scores = z["index"], z["score"]
+    top = np.sort(index[np.argsort(-scores, kind="stable")[:60]])
+    assert forget["forget"] == top.tolist() and len(forget["subsets"]["low"]) == 20
+    table = pd.read_csv(path / "metrics/table.csv")
+    assert {"acc_high", "acc_mid", "acc_low"} <= set(table.columns)
+    summary = json.loads((path / "metrics/summary.json").read_text())
+    assert summary["forget"] == "memorization high by heldout" and "acc_low" in summary["r0.1"]["unlearned"]
+    hist = pd.read_csv(path / "plots/memorization/1.csv")
+    assert hist["count"].sum() == len(index)
+    # RUM on the mix forget set of the same scores: the memorization stage is not rerun
+    res = dvc(run, "exp", "run", "-S", "forget.level=mix", "-S", "method=rum")
+    stages = ran_stages(res.stdout)
+    assert {"forget_set@0.1-1", "unlearn@0.1-1", "aggregate"} <= stages and "memorization@1" not in stages
+    assert "rum step 2/3: mid (20 samples) with finetune" in res.stdout
+    summary = json.loads((path / "metrics/summary.json").read_text())
+    assert summary["method"] == "rum" and summary["forget"] == "memorization mix by heldout"
     restore_committed(path, run, "params.yaml")
 
 

@@ -161,6 +161,39 @@ def test_report_groups_references_by_pretraining_and_labels_every_row(evals):
     assert labels["retrain_erm"] == "RETRAIN" and labels["exp:a"] == "FINETUNE"
 
 
+def test_report_groups_references_by_forget_set_kind(evals):
+    from grmu.report.compare import compare
+
+    per_seed = add_gaps(collect(evals, [0.5], [0, 1]))
+    high = per_seed.copy()
+    high.loc[high["model"] == "retrain_erm", "RA"] = 66.0  # the high-memorization forget sets' own RETRAIN
+    exps = [
+        {"name": "a", "method": "finetune", "reweight": False, "forget": "memorization low by heldout",
+         "per_seed": per_seed},
+        {"name": "b", "method": "finetune", "reweight": False, "forget": "memorization high by heldout",
+         "per_seed": high},
+    ]
+    df, labels = compare(exps)
+    assert labels["retrain_erm@memorization high by heldout"] == "RETRAIN [forget memorization high by heldout]"
+    assert labels["exp:a"] == "FINETUNE [forget memorization low by heldout]"
+    assert labels["exp:b"] == "FINETUNE [forget memorization high by heldout]"  # not dropped as a duplicate
+    assert set(df[df["model"] == "retrain_erm@memorization high by heldout"]["RA"]) == {66.0}
+    assert set(df[df["model"] == "retrain_erm@memorization low by heldout"]["RA"]) == {40.0}
+    # with SAM pretraining as well, both parts are named
+    exps[1]["pretrain"] = "SAM-min rho=0.1"
+    assert compare(exps)[1]["exp:b"] == "FINETUNE [pretrain SAM-min rho=0.1, forget memorization high by heldout]"
+
+
+def test_forget_tag_names_the_kind_level_and_score():
+    from grmu.stages.aggregate import forget_tag
+
+    p = {"forget": {"kind": "memorization", "level": "mix"}, "memorization": {"score": "auto"}}
+    assert forget_tag(p) == "memorization mix by heldout"
+    p["memorization"]["score"] = "confidence"
+    assert forget_tag(p) == "memorization mix by confidence"
+    assert forget_tag({"forget": {"kind": "random", "level": "mix"}, "memorization": {"score": "auto"}}) == "random"
+
+
 def test_sam_tag_labels():
     from grmu.sam import sam_tag
 

@@ -87,7 +87,7 @@ def test_forget_kind_and_count_are_validated_in_params():
 
     refused("forget.kind 'uniform' is unknown; valid: group, random", kind="uniform")
     refused("forget.count must be a positive integer, got 0", kind="random", count=0)
-    refused("forget.count sets the size of a random forget set", count=100)
+    refused("forget.count sets the size of a random or memorization forget set", count=100)
     refused("list a single ratio", kind="random", count=100)
     p = repo_params()
     p["forget"].update(kind="random", count=100)

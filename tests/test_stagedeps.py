@@ -125,7 +125,7 @@ def test_registries_refuse_unknown_names_with_the_valid_ones():
     from grmu.methods import get_method
     from grmu.models import build_model
 
-    with pytest.raises(GrmuError, match=r"unknown method 'scurb'; valid: finetune, influence, l1_sparse, miu, neggrad, neggrad_plus, random_label, salun, scrub, sharp_minmax"):
+    with pytest.raises(GrmuError, match=r"unknown method 'scurb'; valid: finetune, influence, l1_sparse, miu, neggrad, neggrad_plus, random_label, rum, salun, scrub, sharp_minmax"):
         get_method("scurb")
     with pytest.raises(GrmuError, match=r"unknown dataset 'imagenet'; valid: .*colored_mnist"):
         get_dataset("imagenet")

@@ -32,7 +32,8 @@ SCHEMA: dict = {
     "method": None,
     "reweight": None,
     "recipe": None,
-    "forget": {"kind": None, "count": None, "groups": None, "multi_group": None},
+    "forget": {"kind": None, "level": None, "count": None, "groups": None, "multi_group": None},
+    "memorization": {"score": None, "models": None, "fraction": None, "epochs": None, "file": None, "key": None},
     "datasets": {},
     "model": {"arch": None, "width": None, "pretrained": None},
     "train": {**dict.fromkeys(LOOP_KEYS), "sam": SAM_SCHEMA},
@@ -49,7 +50,10 @@ OPTIMIZERS = ("sgd", "adamw")
 MIA_MODES = ("best_of_grid", "single")
 REFERENCES = ("retrain_reweight", "retrain_erm", "retrain_gdro")  # eval.reference (grmu.report.gaps)
 MULTI_GROUPS = (3, 5)
-FORGET_KINDS = ("group", "random")  # forget.kind (grmu.splits)
+FORGET_KINDS = ("group", "random", "memorization")  # forget.kind (grmu.splits)
+FORGET_LEVELS = ("high", "mid", "low", "mix")  # forget.level (grmu.memorization)
+MEMORIZATION_PROXIES = ("confidence", "max_conf", "entropy", "bi_acc")
+MEMORIZATION_SCORES = ("auto", "none", "heldout", *MEMORIZATION_PROXIES, "file")  # memorization.score
 
 
 def _check_keys(given: dict, schema: dict, prefix: str) -> None:
@@ -140,6 +144,24 @@ def check_sam(name: str, cfg) -> dict:
     return cfg
 
 
+def check_memorization(cfg: dict, forget_kind: str) -> None:
+    """The ``memorization`` section (``grmu.memorization``, ``grmu.stages.memorization``)."""
+    _choice("memorization.score", cfg["score"], MEMORIZATION_SCORES)
+    if forget_kind == "memorization" and cfg["score"] == "none":
+        raise GrmuError("forget.kind memorization needs memorization scores, but memorization.score is none; "
+                        f"valid: {', '.join(s for s in MEMORIZATION_SCORES if s != 'none')}")
+    if not _is_int(cfg["models"]) or cfg["models"] < 2:
+        raise GrmuError(f"memorization.models must be an integer >= 2, got {cfg['models']!r}")
+    finite_number("memorization.fraction", cfg["fraction"], low=0, low_open=True, high=1, high_open=True)
+    if cfg["epochs"] is not None:
+        positive_int("memorization.epochs", cfg["epochs"])
+    for key in ("file", "key"):
+        if cfg[key] is not None and (not isinstance(cfg[key], str) or not cfg[key]):
+            raise GrmuError(f"memorization.{key} must be null or a non-empty string, got {cfg[key]!r}")
+    if cfg["score"] == "file" and cfg["file"] is None:
+        raise GrmuError("memorization.score file needs memorization.file (a .npz path under data_dir)")
+
+
 def check_loop_section(section: str, cfg: dict) -> None:
     """Check the training-loop keys of ``train`` or ``unlearn`` that are present in ``cfg``."""
     checks = {
@@ -211,11 +233,13 @@ def validate(params: dict) -> dict:
         ):
             raise GrmuError(f"forget.groups must be a list of [y, a] pairs of non-negative integers, got {groups!r}")
     _choice("forget.kind", p["forget"]["kind"], FORGET_KINDS)
+    _choice("forget.level", p["forget"]["level"], FORGET_LEVELS)
+    check_memorization(p["memorization"], p["forget"]["kind"])
     if p["forget"]["count"] is not None:
         positive_int("forget.count", p["forget"]["count"])
-        if p["forget"]["kind"] != "random":
-            raise GrmuError("forget.count sets the size of a random forget set; with forget.kind "
-                            f"'{p['forget']['kind']}' the size is the ratio of the forget groups (set forget.count: null)")
+        if p["forget"]["kind"] == "group":
+            raise GrmuError("forget.count sets the size of a random or memorization forget set; with forget.kind "
+                            "'group' the size is the ratio of the forget groups (set forget.count: null)")
         if isinstance(p["ratios"], list) and len(p["ratios"]) > 1:
             raise GrmuError(f"forget.count fixes the forget-set size, so ratios {p['ratios']} would repeat one forget "
                             "set; list a single ratio (it only names the runs)")

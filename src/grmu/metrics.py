@@ -155,6 +155,11 @@ def tow_mia(model: dict, reference: dict) -> float:
 EVAL_SETS = ("remaining", "forget", "val", "test")
 
 
+def subset_accuracies(pred: np.ndarray, y: np.ndarray, subsets: dict) -> dict:
+    """``acc_<name>``: accuracy on each named index set (the memorization subsets high, mid, low)."""
+    return {f"acc_{name}": accuracy(pred[idx], y[idx]) for name, idx in subsets.items()}
+
+
 def split_metrics(pred, loss, y, a, g, sets: dict, groups, n_groups: int, mia_mode: str = "best_of_grid", *,
                   fairness: bool = True, group_accuracy: bool = True) -> dict:
     """Every metric of one model on one (ratio, seed) split (fact sheet §2.5, §6).

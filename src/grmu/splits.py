@@ -11,7 +11,9 @@ that file, nothing re-samples (the official code re-sampled on every run, fact s
 With ``forget.kind: random`` (the sharp-unlearn papers' random forget sets) the pool is the
 whole train split: ``int(r * |train|)`` samples (or ``forget.count``) drawn uniformly, whatever
 their group; the forget groups are then only the ones whose test accuracy (GA) and fairness
-(EO, DP, EP) are reported.
+(EO, DP, EP) are reported. ``forget.kind: memorization`` selects as many samples of the train
+split by their memorization scores (``forget.level``; rules in ``grmu.memorization``) and also
+records the high/mid/low subsets whose accuracies evaluation reports.
 
 The forget groups are ``forget.groups``, else the dataset's default group, or with
 ``forget.multi_group: k`` (FairFace only; fact sheet §2.3) every (y, a) combination of the
@@ -96,7 +98,7 @@ def sample_forget(prep: Prepared, groups: list, ratio: float, seed: int, kind: s
     pool = kind_pool(prep, groups, kind)
     if len(pool) == 0:
         raise GrmuError(f"forget groups {groups} have no training samples; pick groups present in the train split")
-    n = int(ratio * len(pool)) if count is None else int(count)
+    n = forget_size(ratio, len(pool), count)
     if count is not None and not 0 < n < len(pool):
         raise GrmuError(f"forget.count {count} must be between 1 and {len(pool) - 1} (the pool has {len(pool)} "
                         "training samples and the remaining set may not be empty)")
@@ -114,14 +116,23 @@ def remaining_indices(prep: Prepared, forget: np.ndarray) -> np.ndarray:
     return train[~np.isin(train, forget)]
 
 
+def forget_size(ratio: float, pool: int, count: int | None) -> int:
+    """``count`` when given, else ``int(ratio * pool)``."""
+    return int(ratio * pool) if count is None else int(count)
+
+
 def save_forget(path: str | Path, forget: np.ndarray, groups: list, ratio: float, seed: int, pool_size: int,
-                kind: str = "group") -> None:
+                kind: str = "group", extra: dict | None = None) -> None:
+    """Persist a forget set; ``extra``: the kind's own fields (memorization: level, score,
+    ``subsets`` of sample indices)."""
     from grmu.runtime import write_json
 
     record = {"ratio": ratio, "seed": seed, "groups": groups, "pool_size": pool_size, "size": len(forget),
               "forget": [int(i) for i in forget]}
     if kind != "group":  # group forget sets keep the file format they always had
         record["kind"] = kind
+    for key, value in (extra or {}).items():
+        record[key] = {k: [int(i) for i in v] for k, v in value.items()} if key == "subsets" else value
     write_json(path, record)
 
 
@@ -162,4 +173,17 @@ def load_forget(path: str | Path, prep: Prepared | None = None) -> dict:
             raise GrmuError(f"{bad}: sample {int(stray[0])} is not in the forget groups {groups}")
         if len(f) == len(prep.indices("train")):
             raise GrmuError(f"{bad}: it lists every training sample, the remaining set would be empty")
+    subsets = d.get("subsets") or {}
+    if not isinstance(subsets, dict):
+        raise GrmuError(f"{bad}: 'subsets' must map subset names to sample indices")
+    for name, raw in subsets.items():
+        if not isinstance(raw, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in raw):
+            raise GrmuError(f"{bad}: subset '{name}' must be a list of sample indices")
+        idx = np.asarray(raw, dtype=np.int64)
+        if prep is not None and len(idx) and (idx.min() < 0 or idx.max() >= len(prep.y)
+                                              or (prep.split[idx] != "train").any()):
+            raise GrmuError(f"{bad}: subset '{name}' lists a sample that is not in the train split")
+        subsets[name] = idx
+    if subsets:
+        d["subsets"] = subsets
     return d

@@ -71,6 +71,8 @@ class Pass:
       as ``loss(model, x, y, g, (px, py, pg))``.
     * ``steps``: several updates per batch (each a ``Step`` with its own loss); default one
       update with ``loss``.
+    * ``on_batch(b)``: called with each batch's sample indices before its updates (per-example
+      records, as the memorization proxies).
     """
 
     name: str
@@ -82,6 +84,7 @@ class Pass:
     partner: np.ndarray | None = None
     partner_batch_size: int | None = None
     steps: list[Step] | None = None
+    on_batch: Callable | None = None
 
     def order(self, gen: torch.Generator) -> torch.Tensor:
         idx = torch.as_tensor(self.idx, dtype=torch.long)
@@ -191,6 +194,8 @@ def fit(
                 args = batch(b)
                 if p.relabel is not None:
                     args[1] = p.relabel(b, args[1])
+                if p.on_batch is not None:
+                    p.on_batch(b)
                 if cycled is not None:
                     args.append(tuple(batch(cycled[k % len(cycled)], partner_gen)))
                 value = 0.0

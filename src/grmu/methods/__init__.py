@@ -30,7 +30,7 @@ class MethodSpec:
 
 def _load_builtin() -> None:
     from grmu.methods import (  # noqa: F401  (each registers itself)
-        finetune, influence, l1_sparse, miu, neggrad, neggrad_plus, random_label, salun, scrub, sharp_minmax,
+        finetune, influence, l1_sparse, miu, neggrad, neggrad_plus, random_label, rum, salun, scrub, sharp_minmax,
     )
 
 
@@ -93,6 +93,7 @@ class UnlearnContext:
     seed: int
     live: object = None
     original: object = field(default=None)
+    subsets: dict | None = None  # memorization forget sets: high/mid/low sample indices (RUM)
 
     def __post_init__(self):
         if self.original is None:

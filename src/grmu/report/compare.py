@@ -43,37 +43,56 @@ def load_experiments(repo: str | Path = ".", num: int = 1) -> list[dict]:
         out.append({"name": row.get("Experiment") or rev, "rev": rev, "dataset": s.get("dataset"), "method": s["method"],
                     "reweight": bool(s["reweight"]), "pretrain": s.get("pretrain", "plain"),
                     "unlearn_sam": s.get("unlearn_sam", "plain"), "reference": s.get("reference", GOLD),
+                    "forget": s.get("forget", "group"),
                     "per_seed": pd.read_csv(io.StringIO(per_seed))})
     return out
 
 
+def setting(exp: dict) -> tuple[str, str]:
+    """What an experiment's reference models depend on besides the dataset: its pretraining
+    (plain or a SAM setting) and its kind of forget set."""
+    return exp.get("pretrain", "plain"), exp.get("forget", "group")
+
+
 def compare(experiments: list[dict]) -> tuple[pd.DataFrame, dict]:
     """One frame with the reference models and the unlearned model of every experiment, keyed
-    ``exp:<name>``; and the labels in table order. Experiments are grouped by their pretraining
-    (``pretrain``: plain or a SAM setting): each group's reference models come from its first
-    experiment, and when the experiments do not all share plain pretraining every row says
-    which pretraining it used. Two experiments with the same label keep only the first (the
-    newest)."""
+    ``exp:<name>``; and the labels in table order. Experiments are grouped by their setting
+    (pretraining: plain or a SAM setting; the kind of forget set: group, random or a
+    memorization level): each group's reference models come from its first experiment, and
+    every row names the parts of the setting that are not the same for all (the pretraining
+    also when all share one SAM setting). Two experiments with the same label keep only the
+    first (the newest)."""
     if not experiments:
         raise GrmuError("no results to report: run `dvc repro` and commit, or `dvc exp run` (or `dvc exp pull`)")
-    tags = list(dict.fromkeys(exp.get("pretrain", "plain") for exp in experiments))
-    tagged = tags != ["plain"]
+    settings = list(dict.fromkeys(setting(exp) for exp in experiments))
+    show_pretrain = [s[0] for s in settings] != ["plain"] * len(settings)
+    show_forget = len({s[1] for s in settings}) > 1
+
+    def parts(s: tuple[str, str]) -> list[tuple[str, str]]:
+        return ([("pretrain", s[0])] if show_pretrain else []) + ([("forget", s[1])] if show_forget else [])
+
+    def key(s: tuple[str, str]) -> str:  # suffix of the reference rows' model keys
+        return "|".join(v for _, v in parts(s))
+
+    def tag(s: tuple[str, str]) -> str:  # what the rows' labels say
+        return ", ".join(f"{name} {v}" for name, v in parts(s))
+
     frames, labels = [], {}
-    for tag in tags:
-        first = next(exp for exp in experiments if exp.get("pretrain", "plain") == tag)["per_seed"]
+    for s in settings:
+        first = next(exp for exp in experiments if setting(exp) == s)["per_seed"]
         refs = first[first["model"] != "unlearned"].copy()
-        if tagged:
-            refs["model"] = refs["model"] + f"@{tag}"
+        if key(s):
+            refs["model"] = refs["model"] + f"@{key(s)}"
         frames.append(refs)
         for m in MODELS:
             if m != "unlearned":
-                labels[f"{m}@{tag}" if tagged else m] = LABELS[m] + (f" [pretrain {tag}]" if tagged else "")
+                labels[f"{m}@{key(s)}" if key(s) else m] = LABELS[m] + (f" [{tag(s)}]" if tag(s) else "")
     for exp in experiments:
         label = model_label("unlearned", exp["method"], exp["reweight"])
         if exp.get("unlearn_sam", "plain") != "plain":
             label += f" ({exp['unlearn_sam']})"
-        if tagged:
-            label += f" [pretrain {exp.get('pretrain', 'plain')}]"
+        if tag(setting(exp)):
+            label += f" [{tag(setting(exp))}]"
         if label in labels.values():
             continue
         unl = exp["per_seed"][exp["per_seed"]["model"] == "unlearned"].copy()

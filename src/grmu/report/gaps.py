@@ -23,7 +23,9 @@ GOLD = "retrain_reweight"  # the group-robust paper's reference; eval.reference 
 MODELS = ("pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")
 LABELS = {"pretrain": "PRETRAIN", "retrain_erm": "RETRAIN", "retrain_reweight": "RETRAIN+REWEIGHT",
           "retrain_gdro": "RETRAIN+Group-DRO"}
-EXTRA_KEYS = ("WG", "DP", "EP", "MIA_AUC", "MIA_SVC")
+SUBSET_KEYS = ("acc_high", "acc_mid", "acc_low")  # accuracies of the memorization subsets (grmu.memorization)
+EXTRA_KEYS = ("WG", "DP", "EP", "MIA_AUC", "MIA_SVC", *SUBSET_KEYS)
+SUMMARY_EXTRA = ("WG", *SUBSET_KEYS)
 
 
 def model_label(model: str, method: str, reweight: bool) -> str:
@@ -104,7 +106,7 @@ def summary_json(df: pd.DataFrame, method: str, reweight: bool, reference: str =
         block = {}
         for model in [m for m in MODELS if m in set(df["model"])]:
             sub = df[(df["ratio"] == r) & (df["model"] == model)]
-            block[model] = {k: round(float(sub[k].mean()), 3) for k in present(df, METRIC_KEYS + ("WG",))}
+            block[model] = {k: round(float(sub[k].mean()), 3) for k in present(df, METRIC_KEYS + SUMMARY_EXTRA)}
             if model != reference:
                 for key in ("avg_gap", "ToW", "ToW_MIA"):
                     block[model][key] = round(float(sub[key].mean()), 3)

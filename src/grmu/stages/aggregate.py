@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from grmu.memorization import resolve_score
 from grmu.report.gaps import add_gaps, collect, model_label, summary_json
 from grmu.report.plots import plot_ga
 from grmu.report.tables import curves, environments, ga_vs_ratio, group_acc_long, labels_for, summary_table, to_markdown
@@ -20,6 +21,15 @@ def unlearn_settings(eval_dir, ratios, seeds) -> dict:
     """The resolved ``unlearn`` settings of this experiment, as the unlearned checkpoint recorded them."""
     return read_json(Path(eval_dir) / "unlearned" / f"{ratios[0]}-{seeds[0]}.json", "evaluation")["trained"].get(
         "unlearn", {})
+
+
+def forget_tag(params: dict) -> str:
+    """The kind of forget set, for ``grmu report`` (each kind has its own references):
+    ``group``, ``random``, or ``memorization <level> by <score>``."""
+    kind = params["forget"]["kind"]
+    if kind != "memorization":
+        return kind
+    return f"memorization {params['forget']['level']} by {resolve_score(params['memorization']['score'], kind)}"
 
 
 def run(params: dict, eval_dir, logs_dir, prepared_meta: dict, metrics_dir, plots_dir) -> pd.DataFrame:
@@ -40,7 +50,7 @@ def run(params: dict, eval_dir, logs_dir, prepared_meta: dict, metrics_dir, plot
     write_json(metrics_dir / "summary.json",
                {**summary_json(df, method, reweight, reference, sam_tag(params["train"]["sam"]),
                                sam_tag(unlearn_settings(eval_dir, ratios, seeds).get("sam")), prepared_meta["dataset"]),
-                "env": environments(eval_dir, ratios, seeds)})
+                "forget": forget_tag(params), "env": environments(eval_dir, ratios, seeds)})
 
     names = [f"g{i} ({prepared_meta['classes'][i // prepared_meta['n_attrs']]}, "
              f"{prepared_meta['attrs'][i % prepared_meta['n_attrs']]})"

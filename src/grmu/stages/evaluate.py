@@ -3,7 +3,7 @@ of one model on one forget split (inference in ``grmu.inference``, formulas in `
 from __future__ import annotations
 
 from grmu.inference import predictions
-from grmu.metrics import EVAL_SETS, split_metrics
+from grmu.metrics import EVAL_SETS, split_metrics, subset_accuracies
 from grmu.models import load_checkpoint, new_model
 from grmu.prepared import load_prepared
 from grmu.runtime import device, run_info, write_json
@@ -22,6 +22,7 @@ def run(params: dict, prepared, checkpoint, forget_path, model_name: str, out) -
     has_attrs = prep.n_attrs > 1  # without a group attribute the fairness metrics are undefined
     metrics = split_metrics(pred, loss, prep.y, prep.a, prep.g, sets, fs["groups"], prep.n_groups, params["eval"]["mia"],
                             fairness=has_attrs, group_accuracy=has_attrs or fs.get("kind", "group") == "group")
+    metrics.update(subset_accuracies(pred, prep.y, fs.get("subsets", {})))  # memorization forget sets
     result = {"model": model_name, "ratio": fs["ratio"], "seed": fs["seed"], "groups": fs["groups"],
               "metrics": metrics, "trained": {k: v for k, v in info.items() if k != "history"},
               "run": run_info(fs["seed"])}

@@ -24,7 +24,8 @@ def run(params: dict, prepared, pretrained, forget_path, seed: int, out, live_di
     model.to(device())
     with live_run(live_dir) as live:
         ctx = UnlearnContext(model=model, prep=prep, forget_idx=forget, remaining_idx=remaining_indices(prep, forget),
-                             cfg=settings["unlearn"], options=options, reweight=params["reweight"], seed=seed, live=live)
+                             cfg=settings["unlearn"], options=options, reweight=params["reweight"], seed=seed, live=live,
+                             subsets=fs.get("subsets"))
         t0 = time.time()
         model = spec.run(ctx)
         info = {"name": spec.name, "reweight": params["reweight"], "recipe": settings["recipe"],

@@ -1,0 +1,19 @@
+"""Stage `memorization@{seed}`: memorization scores of the train split and their histogram."""
+from grmu.config import load_params
+from grmu.runtime import ArgumentParser, stage_main
+from grmu.stages import memorization
+
+
+def main():
+    ap = ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--hist", required=True, help="CSV histogram of the scores (dvc plots)")
+    args = ap.parse_args()
+    memorization.run(load_params(args.params), args.prepared, args.seed, args.out, args.hist)
+
+
+if __name__ == "__main__":
+    stage_main(main)
