@@ -15,13 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from grmu.config import load_params, validate
 from grmu.prepared import load_prepared
 from grmu.stages import memorization, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from tune_recipe import parse_grid, set_key  # noqa: E402  (the same key=value parsing)
+from tune_recipe import params_with  # noqa: E402  (the same key=value parsing)
 
 
 def main():
@@ -32,10 +31,7 @@ def main():
     ap.add_argument("--sizes", type=int, nargs="+", default=None, help="training-set sizes (default: all of train)")
     ap.add_argument("--set", nargs="*", default=[], help="overrides key=value (e.g. dataset=mnist)")
     args = ap.parse_args()
-    params = load_params(args.params)
-    for key, values in parse_grid(args.set):
-        set_key(params, key, values[0])
-    params = validate(params)
+    params = params_with(args.params, args.set)
     tmp = Path(tempfile.mkdtemp())
     prepare.run(params, tmp / "prep")
     prep = load_prepared(tmp / "prep")

@@ -18,13 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from grmu.config import load_params, validate
 from grmu.methods import list_methods
 from grmu.stages import forget_set, prepare, pretrain, retrain, unlearn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from tune_recipe import parse_grid, set_key  # noqa: E402  (the same key=value parsing)
+from tune_recipe import params_with  # noqa: E402  (the same key=value parsing)
 
 
 def timed(fn, repeat):
@@ -45,10 +44,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--set", nargs="*", default=[], help="overrides key=value (e.g. dataset=mnist forget.kind=random)")
     args = ap.parse_args()
-    params = load_params(args.params)
-    for key, values in parse_grid(args.set):
-        set_key(params, key, values[0])
-    params = validate(params)
+    params = params_with(args.params, args.set)
     tmp = Path(tempfile.mkdtemp())
     prepare.run(params, tmp / "prep")
     forget_set.run(params, tmp / "prep", args.ratio, args.seed, tmp / "f.json")

@@ -44,6 +44,14 @@ def parse_grid(items: list[str]) -> list[tuple[str, list]]:
     return grid
 
 
+def params_with(path, overrides: list[str]) -> dict:
+    """The params file at ``path`` with ``key=value`` overrides, validated."""
+    params = load_params(path)
+    for key, values in parse_grid(overrides):
+        set_key(params, key, values[0])
+    return validate(params)
+
+
 def metrics_of(params, prep_dir, ckpt, forget_path, model_name: str, out: Path) -> dict:
     """The `evaluate` stage on ``ckpt`` (its result file goes to ``out``): the metrics dict."""
     return evaluate.run(params, prep_dir, ckpt, forget_path, model_name, out)["metrics"]
@@ -61,10 +69,7 @@ def main():
     ap.add_argument("--grid", nargs="*", default=[], help="key=v1,v2,... (dotted params keys)")
     args = ap.parse_args()
 
-    base = load_params(args.params)
-    for key, values in parse_grid(args.set):
-        set_key(base, key, values[0])
-    base = validate(base)
+    base = params_with(args.params, args.set)
     # what the cached prepared data, reference models and their metrics depend on
     cached_by = ("dataset", "datasets", "model", "train", "retrain", "forget", "eval")
     key = json.dumps([base[k] for k in cached_by], sort_keys=True, default=str)
