@@ -394,3 +394,30 @@ def test_rum_default_steps_change_the_model_only_in_the_mid_and_high_steps(prep,
     calls = spy_methods(monkeypatch)
     rum_module.rum(rum_ctx(prep, torch.nn.Linear(2, 2), rum_module.DEFAULT_STEPS))
     assert [(c["name"], len(c["forget"])) for c in calls] == [("finetune", 2), ("salun", 2)]
+
+
+@pytest.mark.parametrize("over,fragment", [
+    ({}, "forget.kind is 'group' and forget.level 'high': use forget.kind memorization with forget.level mix"),
+    ({"forget": {"kind": "memorization", "level": "mix", "count": 30}, "ratios": [0.1],
+      "methods": {"rum": {"steps": [{"subset": "low", "method": "salun", "options": {"thresh": 1}}]}}},
+     "unknown key 'methods.rum.steps[0].options.thresh'"),
+    ({"forget": {"kind": "memorization", "level": "mix", "count": 30}, "ratios": [0.1],
+      "methods": {"rum": {"steps": [{"subset": "low", "method": "finetune", "unlearn": {"epochs": 0}}]}}},
+     "methods.rum.steps[0].unlearn.epochs must be a positive integer, got 0"),
+])
+def test_check_params_refuses_a_bad_rum_setting_before_any_stage_runs(tmp_path, over, fragment):
+    from grmu.stages import check_params
+
+    params = validate(small_params(method="rum", **over))
+    with pytest.raises(GrmuError, match=fragment.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+        check_params.run(params, tmp_path / "ok")
+    assert not (tmp_path / "ok").exists()
+
+
+def test_check_params_accepts_rum_on_a_mix_forget_set(tmp_path):
+    from grmu.stages import check_params
+
+    params = validate(small_params(method="rum", forget={"kind": "memorization", "level": "mix", "count": 30},
+                                   ratios=[0.1]))
+    check_params.run(params, tmp_path / "ok")
+    assert (tmp_path / "ok").read_text() == "ok\n"

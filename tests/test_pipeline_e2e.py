@@ -53,8 +53,8 @@ def test_second_repro_skips_everything(repo):
     ("src/grmu/metrics.py", {"evaluate_pretrain@0.5-1", "evaluate_pretrain@1.0-1", "aggregate"}
      | {f"evaluate@{m}-{r}-1" for m in ("retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")
         for r in ("0.5", "1.0")}),
-    # the training loop: every training stage, nothing else
-    ("src/grmu/train.py", {"check_params", "pretrain@1", "unlearn@0.5-1", "unlearn@1.0-1"}
+    # the training loop: every training stage (the memorization scores train models too), nothing else
+    ("src/grmu/train.py", {"check_params", "memorization@1", "pretrain@1", "unlearn@0.5-1", "unlearn@1.0-1"}
      | {f"retrain@{v}-{r}-1" for v in ("erm", "reweight", "gdro") for r in ("0.5", "1.0")}),
 ])
 def test_a_code_change_invalidates_exactly_the_stages_that_import_it(repo, module, expected):
@@ -131,8 +131,9 @@ def test_sharp_minmax_reruns_only_unlearn_and_sam_pretraining_reruns_the_referen
         changed = set(json.loads(dvc(run, "status", "--json").stdout))
     finally:
         restore_committed(path, run, "params.yaml")
-    # SAM pretraining: every training stage of the references, and the aggregation's label
-    assert changed == {"check_params", "pretrain@1", "aggregate"} | {
+    # SAM pretraining: every training stage of the references (the memorization scores' models
+    # train with the same settings), and the aggregation's label
+    assert changed == {"check_params", "memorization@1", "pretrain@1", "aggregate"} | {
         f"retrain@{v}-{r}-1" for v in ("erm", "reweight", "gdro") for r in ("0.5", "1.0")}
     res = dvc(run, "exp", "run", "-S", "method=sharp_minmax", "-S", "unlearn.optimizer=adamw")
     assert ran_stages(res.stdout) == {"check_params", "unlearn@0.5-1", "unlearn@1.0-1", "evaluate@unlearned-0.5-1",

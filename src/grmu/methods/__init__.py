@@ -26,6 +26,7 @@ class MethodSpec:
     run: Callable
     options: dict
     doc: str = ""
+    check: Callable | None = None  # check(options, params): refuses a bad setting before any stage runs
 
 
 def _load_builtin() -> None:
@@ -37,12 +38,13 @@ def _load_builtin() -> None:
 METHODS: Registry[MethodSpec] = Registry("method", _load_builtin)
 
 
-def register_method(name: str, *, options: dict | None = None):
+def register_method(name: str, *, options: dict | None = None, check: Callable | None = None):
     """Register ``fn(ctx) -> model`` as method ``name``; ``options`` are its own
     hyperparameters with their defaults (the one home of those defaults: params.yaml's
-    ``methods.<name>`` keys are null unless a user sets them)."""
+    ``methods.<name>`` keys are null unless a user sets them); ``check(options, params)``,
+    when given, is run by the ``check_params`` stage on the resolved options."""
     def deco(fn):
-        METHODS.add(name, MethodSpec(name, fn, dict(options or {}), (fn.__doc__ or "").strip()))
+        METHODS.add(name, MethodSpec(name, fn, dict(options or {}), (fn.__doc__ or "").strip(), check))
         return fn
 
     return deco

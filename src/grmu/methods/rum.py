@@ -43,6 +43,32 @@ def check_steps(steps) -> list[dict]:
     return steps
 
 
+def check_settings(options: dict, params: dict) -> None:
+    """What the ``check_params`` stage refuses before any stage runs: bad ``steps``, a step's
+    unknown ``unlearn`` or option key, and a forget set that is not a memorization mix."""
+    from grmu.recipes import UNLEARN_DEFAULTS
+
+    for i, step in enumerate(check_steps(options["steps"])):
+        where = f"methods.rum.steps[{i}]"
+        step_cfg(UNLEARN_DEFAULTS, step.get("unlearn") or {}, where)
+        if step["method"] != "none":
+            step_options(get_method(step["method"]), step, where)
+    if params["forget"]["kind"] != "memorization" or params["forget"]["level"] != "mix":
+        raise GrmuError(f"method rum unlearns the low, mid and high thirds of a mix forget set, but forget.kind is "
+                        f"'{params['forget']['kind']}' and forget.level '{params['forget']['level']}': use "
+                        "forget.kind memorization with forget.level mix")
+
+
+def step_options(spec, step: dict, where: str) -> dict:
+    """A step's method options: its ``options`` over the method's registered defaults."""
+    given = step.get("options") or {}
+    bad = set(given) - set(spec.options)
+    if bad:
+        raise GrmuError(f"unknown key '{where}.options.{sorted(bad)[0]}'; valid keys: "
+                        f"{', '.join(sorted(spec.options)) or '(none)'}")
+    return {**spec.options, **{k: v for k, v in given.items() if v is not None}}
+
+
 def step_cfg(cfg: dict, over: dict, where: str) -> dict:
     """The run's ``unlearn`` settings with a step's overrides (``sam`` key by key)."""
     bad = set(over) - set(cfg)
@@ -55,7 +81,7 @@ def step_cfg(cfg: dict, over: dict, where: str) -> dict:
     return out
 
 
-@register_method("rum", options={"steps": DEFAULT_STEPS})
+@register_method("rum", options={"steps": DEFAULT_STEPS}, check=check_settings)
 def rum(ctx: UnlearnContext):
     """RUM: split a ``forget.level: mix`` forget set into its low, mid and high memorization
     thirds and unlearn them in the order of ``steps``, each with its own ``method``
@@ -87,12 +113,7 @@ def rum(ctx: UnlearnContext):
             continue
         spec = get_method(step["method"])
         where = f"methods.rum.steps[{i}]"
-        given = step.get("options") or {}
-        bad = set(given) - set(spec.options)
-        if bad:
-            raise GrmuError(f"unknown key '{where}.options.{sorted(bad)[0]}'; valid keys: "
-                            f"{', '.join(sorted(spec.options)) or '(none)'}")
-        options = {**spec.options, **{k: v for k, v in given.items() if v is not None}}
+        options = step_options(spec, step, where)
         sub = UnlearnContext(model=model, prep=ctx.prep, forget_idx=subset, remaining_idx=np.setdiff1d(train, done),
                              cfg=step_cfg(ctx.cfg, step.get("unlearn") or {}, where), options=options,
                              reweight=ctx.reweight, seed=ctx.seed, live=ctx.live)

@@ -27,7 +27,9 @@ def run(params: dict, out) -> None:
         section_options(params, "methods", name, get_method(name).options)
     method = get_method(params["method"])
     for ratio in params["ratios"]:
-        resolve(params, method.options, ratio)  # the recipe, its keys and the resolved values
+        settings = resolve(params, method.options, ratio)  # the recipe, its keys and the resolved values
+        if method.check is not None:
+            method.check(settings["options"], params)
     arch = MODELS.get(params["model"]["arch"]).name
     if params["model"]["pretrained"] != "none" and arch not in READS_PRETRAINED:
         raise GrmuError(f"model.pretrained '{params['model']['pretrained']}' would be ignored: model.arch {arch} is "
