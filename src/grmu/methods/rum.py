@@ -83,9 +83,11 @@ def step_cfg(cfg: dict, over: dict, where: str) -> dict:
 
 @register_method("rum", options={"steps": DEFAULT_STEPS}, check=check_settings)
 def rum(ctx: UnlearnContext):
-    """RUM: split a ``forget.level: mix`` forget set into its low, mid and high memorization
-    thirds and unlearn them in the order of ``steps``, each with its own ``method``
-    (``none`` = leave the model as it is), ``unlearn`` overrides and method ``options``.
+    """RUM: unlearn the low, mid and high memorization thirds of a mix forget set one by one.
+
+    The thirds of a ``forget.level: mix`` forget set are unlearned in the order of ``steps``,
+    each with its own ``method`` (``none`` = leave the model as it is), ``unlearn`` overrides
+    and method ``options``.
 
     Each step starts from the previous step's model (which is also that step's "original"), and
     its remaining set is the train split without every subset processed so far (upstream
