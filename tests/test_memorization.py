@@ -152,7 +152,6 @@ def test_mix_takes_a_third_of_each_and_the_subsets_are_its_parts():
 
 
 @pytest.mark.parametrize("scores,n,level,fragment", [
-    (np.full(9, 0.5), 6, "mix", "overlap"),
     (SCORES, 2, "high", "at least 3"),
     (SCORES, 9, "high", "between 1 and 8"),
     (SCORES, 3, "top", "forget.level 'top' is unknown; valid: high, mid, low, mix"),
@@ -160,6 +159,18 @@ def test_mix_takes_a_third_of_each_and_the_subsets_are_its_parts():
 def test_bad_selections_are_refused(scores, n, level, fragment):
     with pytest.raises(GrmuError, match=fragment):
         select(scores, n, level, 0.5)
+
+
+def test_the_mid_third_never_repeats_a_high_or_low_sample():
+    # most scores 0 and a few high ones: the 3 closest to 0.5 are the 3 highest
+    scores = np.array([0.9, 0.0, 0.6, 0.0, 0.55, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.3])
+    assert level_sets(scores, 3, 0.5)["mid"].tolist() == [7, 4, 2]  # the mid level itself: upstream's rule
+    forget, subsets = select(scores, 9, "mix", 0.5)  # thirds of 3
+    assert subsets["high"].tolist() == [0, 2, 4] and subsets["low"].tolist() == [8, 9, 10]
+    assert subsets["mid"].tolist() == [7, 11, 1]  # 0.5, then 0.3, then the first 0 not in low
+    assert len(np.unique(forget)) == 9
+    _, subsets = select(scores, 9, "high", 0.5)
+    assert subsets["mid"].tolist() == [7, 11, 1]  # the same subsets for every level
 
 
 def test_the_mid_centre_is_the_median_for_proxies_only():
