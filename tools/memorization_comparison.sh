@@ -20,3 +20,4 @@ for level in high mid low mix; do
 done
 run "mem-mix-rum" -S forget.level=mix -S method=rum
 grmu report --dataset mnist --out reports/memorization
+python tools/memorization_figure.py --table reports/memorization/methods.csv
