@@ -373,6 +373,8 @@ def test_rum_steps_exclude_every_processed_subset_from_the_remaining_set(prep, m
     ([{"subset": "top", "method": "finetune"}], "steps[0].subset 'top' is unknown; valid: high, mid, low"),
     ([{"subset": "low", "method": "finetune"}, {"subset": "low", "method": "salun"}], "unlearned twice"),
     ([{"subset": "low", "method": "rum"}], "other than rum"),
+    ([{"subset": "low", "method": "finetune"}, {"subset": "high", "method": "none"}],
+     "must list each of high, mid, low once (method none skips one); missing: mid"),
     ([{"subset": "low", "method": "finetun"}], "unknown method 'finetun'"),
     ([{"subset": "low", "method": "finetune", "lr": 0.1}], "unknown key 'methods.rum.steps[0].lr'"),
     ([{"subset": "low", "method": "finetune", "unlearn": {"rate": 0.1}}], "unknown key 'methods.rum.steps[0].unlearn.rate'"),
@@ -381,16 +383,21 @@ def test_rum_steps_exclude_every_processed_subset_from_the_remaining_set(prep, m
     ([], "non-empty list"),
 ])
 def test_bad_rum_steps_are_refused_in_one_line(prep, steps, fragment):
+    import re
+
     from grmu.methods import rum as rum_module
 
-    with pytest.raises(GrmuError, match=fragment.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+    if steps and "missing" not in fragment:  # complete the steps, so that only the planted fault is left
+        listed = {st.get("subset") for st in steps}
+        steps = steps + [{"subset": s, "method": "none"} for s in ("low", "mid", "high") if s not in listed]
+    with pytest.raises(GrmuError, match=re.escape(fragment)):
         rum_module.rum(rum_ctx(prep, torch.nn.Linear(2, 2), steps))
 
 
 def test_rum_needs_a_mix_forget_set(prep):
     from grmu.methods import rum as rum_module
 
-    ctx = rum_ctx(prep, torch.nn.Linear(2, 2), [{"subset": "low", "method": "none"}])
+    ctx = rum_ctx(prep, torch.nn.Linear(2, 2), [{"subset": s, "method": "none"} for s in ("low", "mid", "high")])
     ctx.subsets["low"] = ctx.subsets["low"][:1]  # the thirds no longer make up the forget set
     with pytest.raises(GrmuError, match="forget.level mix"):
         rum_module.rum(ctx)
@@ -410,10 +417,10 @@ def test_rum_default_steps_change_the_model_only_in_the_mid_and_high_steps(prep,
 @pytest.mark.parametrize("over,fragment", [
     ({}, "forget.kind is 'group' and forget.level 'high': use forget.kind memorization with forget.level mix"),
     ({"forget": {"kind": "memorization", "level": "mix", "count": 30}, "ratios": [0.1],
-      "methods": {"rum": {"steps": [{"subset": "low", "method": "salun", "options": {"thresh": 1}}]}}},
+      "methods": {"rum": {"steps": [{"subset": "low", "method": "salun", "options": {"thresh": 1}}, {"subset": "mid", "method": "none"}, {"subset": "high", "method": "none"}]}}},
      "unknown key 'methods.rum.steps[0].options.thresh'"),
     ({"forget": {"kind": "memorization", "level": "mix", "count": 30}, "ratios": [0.1],
-      "methods": {"rum": {"steps": [{"subset": "low", "method": "finetune", "unlearn": {"epochs": 0}}]}}},
+      "methods": {"rum": {"steps": [{"subset": "low", "method": "finetune", "unlearn": {"epochs": 0}}, {"subset": "mid", "method": "none"}, {"subset": "high", "method": "none"}]}}},
      "methods.rum.steps[0].unlearn.epochs must be a positive integer, got 0"),
 ])
 def test_check_params_refuses_a_bad_rum_setting_before_any_stage_runs(tmp_path, over, fragment):

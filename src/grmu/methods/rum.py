@@ -18,8 +18,9 @@ STEP_KEYS = ("subset", "method", "unlearn", "options")
 
 
 def check_steps(steps) -> list[dict]:
-    """``methods.rum.steps``: a list of ``{subset, method[, unlearn][, options]}``, each subset
-    at most once, each method registered (not ``rum``) or ``none``; one line otherwise."""
+    """``methods.rum.steps``: a list of ``{subset, method[, unlearn][, options]}``, each of the
+    three subsets exactly once, each method registered (not ``rum``) or ``none``; one line
+    otherwise."""
     if not isinstance(steps, list) or not steps or not all(isinstance(s, dict) for s in steps):
         raise GrmuError(f"methods.rum.steps must be a non-empty list of {{subset, method}} mappings, got {steps!r}")
     seen = []
@@ -40,6 +41,10 @@ def check_steps(steps) -> list[dict]:
         for key in ("unlearn", "options"):
             if not isinstance(step.get(key, {}), dict):
                 raise GrmuError(f"{where}.{key} must be a mapping, got {step[key]!r}")
+    missing = [s for s in SUBSETS if s not in seen]
+    if missing:  # a subset left out would never be unlearned, silently
+        raise GrmuError(f"methods.rum.steps must list each of {', '.join(SUBSETS)} once (method none skips one); "
+                        f"missing: {', '.join(missing)}")
     return steps
 
 
