@@ -91,15 +91,22 @@ def centre(score: str, scores: np.ndarray) -> float:
     return float(np.median(scores)) if score in PROXIES else 0.5
 
 
+def orders(scores: np.ndarray, mid_centre: float) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in stable descending score order, and that order stably re-sorted by the
+    distance to ``mid_centre``."""
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    return order, order[np.argsort(np.abs(scores[order] - mid_centre), kind="stable")]
+
+
 def level_sets(scores: np.ndarray, n: int, mid_centre: float) -> dict[str, np.ndarray]:
     """Positions (into ``scores``) of the ``n`` high, mid and low samples, in selection order."""
     scores = np.asarray(scores, dtype=np.float64)
     if not 0 < n < len(scores):
         raise GrmuError(f"a memorization forget set of {n} samples needs between 1 and {len(scores) - 1} (the train "
                         f"split has {len(scores)} samples and the remaining set may not be empty)")
-    order = np.argsort(-scores, kind="stable")
-    mid = order[np.argsort(np.abs(scores[order] - mid_centre), kind="stable")]
-    return {"high": order[:n], "mid": mid[:n], "low": order[-n:]}
+    order, by_centre = orders(scores, mid_centre)
+    return {"high": order[:n], "mid": by_centre[:n], "low": order[-n:]}
 
 
 def select(scores: np.ndarray, n: int, level: str, mid_centre: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -113,8 +120,7 @@ def select(scores: np.ndarray, n: int, level: str, mid_centre: float) -> tuple[n
     if k == 0:
         raise GrmuError(f"a memorization forget set of {n} samples has no thirds; use at least 3 samples")
     high, low = sets["high"][:k], sets["low"][-k:]
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    by_centre = order[np.argsort(np.abs(np.asarray(scores, dtype=np.float64)[order] - mid_centre), kind="stable")]
+    _, by_centre = orders(scores, mid_centre)
     mid = by_centre[~np.isin(by_centre, np.concatenate([high, low]))][:k]
     subsets = {"high": high, "mid": mid, "low": low}
     if level != "mix":
