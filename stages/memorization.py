@@ -11,8 +11,9 @@ def main():
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--hist", required=True, help="CSV histogram of the scores (dvc plots)")
+    ap.add_argument("--original", help="the PRETRAIN checkpoint of the seed (memorization.score ho_ret)")
     args = ap.parse_args()
-    memorization.run(load_params(args.params), args.prepared, args.seed, args.out, args.hist)
+    memorization.run(load_params(args.params), args.prepared, args.seed, args.out, args.hist, args.original)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 from grmu import GrmuError
 from grmu.config import validate
 from grmu.memorization import (centre, heldout_design, heldout_scores, level_sets, load_scores, proxy_scores,
-                               read_scores_file, resolve_score, save_scores, select)
+                               read_scores_file, resolve_score, save_scores, select, should_stop, symmetric_kl)
 from grmu.metrics import subset_accuracies
 from grmu.prepared import Prepared
 from grmu.splits import load_forget
@@ -122,6 +122,86 @@ def test_proxy_stage_records_every_iteration_of_every_epoch(prep):
     assert len(scores) == len(train) and set(np.round(scores * 3).astype(int)) <= {-3, -2, -1, 0}
 
 
+# ---------------------------------------------------------------------------- held-out retraining (ho_ret)
+
+
+def test_symmetric_kl_averages_both_directions_and_clamps_zeros():
+    p = np.array([[0.9, 0.1], [0.5, 0.5], [1.0, 0.0]])
+    q = np.array([[0.6, 0.4], [0.5, 0.5], [0.25, 0.75]])
+    kl_pq = 0.9 * np.log(0.9 / 0.6) + 0.1 * np.log(0.1 / 0.4)
+    kl_qp = 0.6 * np.log(0.6 / 0.9) + 0.4 * np.log(0.4 / 0.1)
+    e = 1e-10
+    kl3 = (np.log(1 / 0.25) + e * np.log(e / 0.75) + 0.25 * np.log(0.25) + 0.75 * np.log(0.75 / e)) / 2
+    assert np.allclose(symmetric_kl(p, q), [(kl_pq + kl_qp) / 2, 0.0, kl3])
+    assert np.allclose(symmetric_kl(q, p), symmetric_kl(p, q))
+
+
+@pytest.mark.parametrize("losses,stops", [
+    ([5, 4, 3, 2], False),            # fewer epochs than the patience
+    ([5, 4, 3, 2, 1, 0.5], False),    # improving
+    ([5, 4, 4, 4, 4], False),         # the 4 is the best: only 3 epochs without a lower loss
+    ([5, 4, 4, 4.5, 4.2, 4.0], True),  # equal is no improvement (strict <, as upstream)
+    ([5, 4, 6, 7, 8, 3.9], False),    # the last epoch improved
+    ([5, 6, 7, 8, 9], True),
+])
+def test_ho_ret_fine_tuning_stops_after_4_epochs_without_a_lower_loss(losses, stops):
+    assert should_stop(losses) is stops
+
+
+def _pretrain_checkpoint(prepared_dir, tmp_path, params):
+    path = tmp_path / "pretrain.pt"
+    train_reference(params, prepared_dir, 0, path)
+    return path
+
+
+def test_ho_ret_compares_the_checkpoint_with_its_copy_fine_tuned_on_test(prepared_dir, prep, tmp_path, monkeypatch):
+    """before = the PRETRAIN checkpoint, after = what the fine-tuning on the test split returns,
+    both in eval mode on the train split; the fine-tuning has upstream's settings."""
+    import grmu.train
+    from grmu.inference import predict
+    from grmu.models import load_checkpoint, new_model
+
+    params = small_params(memorization={"score": "ho_ret", "ft_lr": 0.05, "ft_epochs": 7})
+    ckpt = _pretrain_checkpoint(prepared_dir, tmp_path, params)
+    other = new_model(params["model"], prep, 123)  # what the "fine-tuning" will turn the model into
+    calls = []
+
+    def fake_fit(model, prep_, passes, cfg, *, seed, stop, **kw):
+        calls.append((passes(0), cfg, stop))
+        model.load_state_dict(other.state_dict())
+        model.train()  # the scores must still come from eval mode
+        return model, []
+
+    monkeypatch.setattr(grmu.train, "fit", fake_fit)
+    train = prep.indices("train")
+    scores = mem_stage.ho_ret(params, prep, train, 0, ckpt)
+    (passes, cfg, stop), = calls
+    assert [p.name for p in passes] == ["test"] and (passes[0].idx == prep.indices("test")).all()
+    assert (cfg["lr"], cfg["epochs"], cfg["schedule"], cfg["warmup_epochs"], cfg["augment"], cfg["optimizer"]) == \
+        (0.05, 7, "const", 0, False, "sgd")
+    assert cfg["momentum"] == params["train"]["momentum"] and not cfg["sam"]
+    assert stop([{"loss_test": v} for v in (5, 6, 7, 8, 9)]) and not stop([{"loss_test": v} for v in (5, 4)])
+    orig = new_model(params["model"], prep, 0, load_weights=False)
+    load_checkpoint(ckpt, orig)
+    p = predict(orig, prep, train).double().softmax(1).numpy()
+    q = predict(other, prep, train).double().softmax(1).numpy()
+    assert np.allclose(scores, symmetric_kl(p, q)) and scores.std() > 0
+
+
+def test_ho_ret_stage_writes_nonnegative_scores_centred_on_the_median(prepared_dir, prep, tmp_path):
+    params = small_params(memorization={"score": "ho_ret", "ft_epochs": 2})
+    ckpt = _pretrain_checkpoint(prepared_dir, tmp_path, params)
+    out = mem_stage.run(params, prepared_dir, 0, tmp_path / "m.npz", tmp_path / "h.csv", ckpt)
+    name, scores = load_scores(tmp_path / "m.npz", prep.indices("train"))
+    assert name == "ho_ret" and np.array_equal(scores, out["scores"]) and scores.min() >= 0 and scores.max() > 0
+    assert centre("ho_ret", scores) == np.median(scores)
+    edges = [float(r.split(",")[0]) for r in (tmp_path / "h.csv").read_text().splitlines()[1:]]
+    assert edges[0] >= scores.min() and edges[-1] <= scores.max()  # the histogram spans the scores, not [-1, 1]
+    with pytest.raises(GrmuError, match="pass its checkpoint"):
+        mem_stage.run(params, prepared_dir, 0, tmp_path / "n.npz", tmp_path / "n.csv")
+    assert not (tmp_path / "n.npz").exists()
+
+
 # ---------------------------------------------------------------------------- selection rules
 
 SCORES = np.array([0.9, 0.1, 0.5, 0.9, 0.0, 0.5, 0.45, 0.2, 0.0])
@@ -176,6 +256,7 @@ def test_the_mid_third_never_repeats_a_high_or_low_sample():
 def test_the_mid_centre_is_the_median_for_proxies_only():
     s = np.array([-0.9, -0.8, -0.1])
     assert centre("confidence", s) == -0.8 and centre("heldout", s) == 0.5 and centre("file", s) == 0.5
+    assert centre("ho_ret", s) == -0.8
 
 
 def test_auto_means_heldout_only_for_memorization_forget_sets():
@@ -240,6 +321,8 @@ def test_saved_scores_round_trip_and_a_none_file_is_refused(tmp_path):
     ({"memorization": {"models": 1}}, "memorization.models must be an integer >= 2, got 1"),
     ({"memorization": {"fraction": 1.0}}, "memorization.fraction must be a finite number > 0 and < 1, got 1.0"),
     ({"memorization": {"score": "file"}}, "memorization.score file needs memorization.file"),
+    ({"memorization": {"ft_lr": 0}}, "memorization.ft_lr must be a finite number > 0, got 0"),
+    ({"memorization": {"ft_epochs": 0}}, "memorization.ft_epochs must be a positive integer, got 0"),
     ({"forget": {"count": 5}}, "with forget.kind 'group'"),
 ])
 def test_bad_memorization_params_are_refused(over, fragment):

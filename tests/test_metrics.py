@@ -132,8 +132,8 @@ def test_split_metrics_reads_each_set_where_the_paper_does():
 
     # test: the asymmetric cells (TA 56.25, GA 50 for group (1, 0), WG 0)
     yt, at, pt = Y2, A2, P2
-    # train: forget = 3 samples of (1, 0), all wrong; remaining = 7 samples, all right, two of them (1, 0)
-    yf, af, pf = np.ones(3, int), np.zeros(3, int), np.zeros(3, int)
+    # train: forget = 3 samples of (1, 0), one right; remaining = 7 samples, all right, two of them (1, 0)
+    yf, af, pf = np.ones(3, int), np.zeros(3, int), np.array([0, 1, 0])
     yr, ar = np.array([0, 0, 0, 1, 1, 1, 1]), np.array([0, 1, 0, 0, 0, 1, 1])
     pr = yr.copy()
     # val: 4 samples, 1 right
@@ -151,7 +151,7 @@ def test_split_metrics_reads_each_set_where_the_paper_does():
     loss[sets["forget"]] = 0.4  # between: looks like a member to an attacker trained on val
     loss[sets["test"]] = 0.4  # ... but a non-member to one trained on test
     m = split_metrics(pred, loss, y, a, a + 2 * y, sets, [[1, 0]], 4, "single")
-    assert m["RA"] == 100.0 and m["UA"] == 0.0
+    assert m["RA"] == 100.0 and m["UA"] == pytest.approx(100 / 3)
     assert m["TA"] == pytest.approx(56.25) and m["VA"] == 25.0
     assert m["GA"] == 50.0 and m["EO"] == pytest.approx(37.5) and m["WG"] == 0.0
     assert m["DP"] == pytest.approx(12.5) and m["EP"] == pytest.approx(50.0)
@@ -183,9 +183,10 @@ def test_split_metrics_gives_mia_svc_the_true_class_confidence_of_each_set(monke
     monkeypatch.setattr(M, "svc_mia_efficacy", lambda r, t, f: seen.update(r=r, t=t, f=f) or 12.5)
     n = 40
     y = np.arange(n) % 2
-    loss = np.linspace(0.05, 2.0, n)
+    loss = np.linspace(0.05, 2.0, n, dtype=np.float32)  # as grmu.inference.predictions returns them
     sets = {"remaining": np.arange(0, 20), "forget": np.arange(20, 25), "val": np.arange(25, 30), "test": np.arange(30, 40)}
     m = M.split_metrics(y.copy(), loss, y, y, y, sets, [[1, 1]], 4, "single")
     assert m["MIA_SVC"] == 12.5
+    assert seen["r"].dtype == seen["t"].dtype == seen["f"].dtype == np.float64  # p_y in double precision
     assert np.allclose(seen["r"], np.exp(-loss[:20])) and np.allclose(seen["t"], np.exp(-loss[30:]))
     assert np.allclose(seen["f"], np.exp(-loss[20:25]))

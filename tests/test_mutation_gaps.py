@@ -5,6 +5,7 @@ ddof, an output key or column that no other fast test read. Small, CPU, asymmetr
 """
 import json
 
+import numpy as np
 import pytest
 
 from grmu import GrmuError
@@ -266,3 +267,109 @@ def test_group_dro_starts_from_the_uniform_distribution():
     from grmu.robust import GroupDRO
 
     assert GroupDRO(4, eta=0.1).q.tolist() == [0.25, 0.25, 0.25, 0.25]
+
+
+# ---------------------------------------------------------------------------- MIA attackers' settings
+
+
+class _Recorder:
+    """Stands in for a scikit-learn classifier: records its settings, predicts from ``answers``
+    (one (predict, predict_proba column 1) pair per instance, in construction order)."""
+
+    made: list = []
+    answers: list = []
+
+    def __init__(self, **kw):
+        self.kw = kw
+        self.i = len(_Recorder.made)
+        _Recorder.made.append(kw)
+
+    def fit(self, X, lab):
+        assert X.shape == (len(lab), 1)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), _Recorder.answers[self.i][0])
+
+    def predict_proba(self, X):
+        p = np.linspace(0, 1, len(X)) if _Recorder.answers[self.i][1] == "up" else np.linspace(1, 0, len(X))
+        return np.stack([1 - p, p], 1)
+
+
+@pytest.fixture
+def recorder(monkeypatch):
+    import sklearn.ensemble
+    import sklearn.svm
+
+    _Recorder.made, _Recorder.answers = [], []
+    monkeypatch.setattr(sklearn.ensemble, "RandomForestClassifier", _Recorder)
+    monkeypatch.setattr(sklearn.svm, "SVC", _Recorder)
+    return _Recorder
+
+
+def test_mia_fits_the_papers_forest_grid_by_default_and_one_forest_in_single_mode(recorder):
+    from grmu.metrics import MIA_GRID, mia_efficacy
+
+    losses = [np.linspace(0, 1, 8) for _ in range(4)]
+    recorder.answers = [(1, "up")] * 6
+    assert mia_efficacy(*losses)["MIA_config"] == "20-gini"
+    assert recorder.made == [{"n_estimators": n, "criterion": c, "random_state": 0, "n_jobs": 1} for n, c in MIA_GRID]
+    assert [(n, c) for n, c in MIA_GRID] == [(20, "gini"), (20, "entropy"), (50, "gini"), (50, "entropy"),
+                                             (100, "gini"), (100, "entropy")]
+    recorder.made = []
+    mia_efficacy(*losses, mode="single")
+    assert recorder.made == [{"n_estimators": 100, "criterion": "gini", "random_state": 0, "n_jobs": 1}]
+
+
+def test_mia_keeps_the_first_forest_of_the_best_efficacy_and_its_auc(recorder):
+    """Two forests call every forget sample a non-member (efficacy 100): the first one's AUC is
+    reported, not a later one's with the same efficacy."""
+    from grmu.metrics import mia_efficacy
+
+    recorder.answers = [(1, "up"), (0, "down"), (1, "up"), (0, "up"), (1, "up"), (1, "up")]
+    f, t = np.zeros(4), np.ones(4)
+    out = mia_efficacy(np.zeros(5), np.ones(5), f, t)
+    # "down": P(member) falls along [forget, test], so the forget samples score highest: AUC 100
+    assert out == {"MIA": 100.0, "MIA_AUC": 100.0, "MIA_config": "20-entropy"}
+
+
+def test_mia_svc_uses_the_sharp_unlearn_svm(recorder):
+    from grmu.metrics import svc_mia_efficacy
+
+    recorder.answers = [(0, "up")]
+    assert svc_mia_efficacy(np.ones(6), np.zeros(3), np.ones(2)) == 100.0
+    assert recorder.made == [{"C": 3, "gamma": "auto", "kernel": "rbf"}]
+
+
+def test_split_metrics_runs_the_forest_grid_unless_told_otherwise(monkeypatch):
+    import grmu.metrics as M
+
+    modes = []
+    monkeypatch.setattr(M, "mia_efficacy", lambda *a: modes.append(a[4]) or {"MIA": 0.0})
+    monkeypatch.setattr(M, "svc_mia_efficacy", lambda *a: 0.0)
+    y = np.arange(12) % 2
+    sets = {"remaining": np.arange(4), "forget": np.arange(4, 6), "val": np.arange(6, 8), "test": np.arange(8, 12)}
+    M.split_metrics(y, np.ones(12), y, y, y, sets, [[1, 1]], 4)
+    assert modes == ["best_of_grid"]
+
+
+def test_undefined_fairness_and_accuracy_are_nan_without_numpy_warnings():
+    """An empty set or a one-sided attribute gives NaN by the guard, not by averaging nothing
+    (which would also print numpy's "Mean of empty slice" in every evaluation log)."""
+    import warnings
+
+    from grmu.metrics import accuracy, demographic_parity, equal_opportunity, equalized_odds
+
+    e = np.array([], dtype=int)
+    y, a = np.array([0, 1, 1, 0]), np.array([1, 1, 1, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(accuracy(e, e))
+        assert np.isnan(demographic_parity(y, y, a, [[1, 1]]))  # everyone in S
+        assert np.isnan(demographic_parity(y, y, 1 - a, [[1, 1]]))  # no one in S
+        assert np.isnan(equal_opportunity(y, y, a, [[1, 1]]))  # no positive outside S
+        assert np.isnan(equal_opportunity(y, y, np.array([0, 0, 1, 0]), [[0, 1]]))  # no positive in S
+        # one cell per target: every gap undefined; then one target with both cells
+        assert np.isnan(equalized_odds(y, y, a, [[1, 1]]))
+        assert equalized_odds(np.array([0, 1, 1, 0, 0]), np.array([0, 1, 1, 0, 0]), np.array([1, 1, 1, 1, 0]),
+                              [[1, 1]]) == 0.0

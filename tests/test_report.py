@@ -203,6 +203,18 @@ def test_sam_tag_labels():
     assert sam_tag({"mode": "max", "rho": 1.0, "lamb": 0.5, "adaptive": True}) == "ASAM-max rho=1 lamb=0.5"
 
 
+def test_report_keeps_the_experiments_named():
+    from grmu import GrmuError
+    from grmu.report.compare import named
+
+    exps = [{"name": "gm-group-scrub"}, {"name": "mem-high-salun"}, {"name": "gm-low-salun"}, {"name": "a1b2c3"}]
+    assert named(exps, None) == exps
+    assert [e["name"] for e in named(exps, ["gm-*"])] == ["gm-group-scrub", "gm-low-salun"]
+    assert [e["name"] for e in named(exps, ["*-salun", "a1b2c3"])] == ["mem-high-salun", "gm-low-salun", "a1b2c3"]
+    with pytest.raises(GrmuError, match="no experiment matches --exp x-\\*; the experiments are: gm-group-scrub, mem"):
+        named(exps, ["x-*"])
+
+
 def test_report_keeps_one_dataset():
     from grmu import GrmuError
     from grmu.report.compare import of_dataset

@@ -50,6 +50,21 @@ def test_fit_keeps_the_best_epoch_or_the_last(prep, select_best):
     assert hist[0].get("best") is (True if select_best else None)
 
 
+def test_fit_stops_after_the_epoch_its_stop_hook_ends(prep):
+    torch.manual_seed(0)
+    model = build_model({"arch": "small_cnn", "width": 8}, 2, prep.meta["input_shape"])
+    tr = prep.indices("train")
+    seen = []
+
+    def stop(history):
+        seen.append(len(history))
+        return len(history) == 2
+
+    _, hist = fit(model, prep, lambda e: [Pass("train", tr[:256], batch_size=128)], {**CFG, "epochs": 5}, seed=0,
+                  stop=stop)
+    assert [h["epoch"] for h in hist] == [0, 1] and seen == [1, 2]
+
+
 def test_unlearning_keeps_the_last_epoch(prep):
     """UnlearnContext.fit does no model selection: the model after the last epoch is returned."""
     from grmu.methods import UnlearnContext

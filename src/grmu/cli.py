@@ -23,6 +23,8 @@ def main(argv=None) -> int:
     rep.add_argument("--out", default="reports", help="output folder (default: reports/)")
     rep.add_argument("--num", type=int, default=1, help="include experiments of the last NUM commits (default 1)")
     rep.add_argument("--dataset", default=None, help="report the results on this dataset (default: the newest's)")
+    rep.add_argument("--exp", nargs="+", default=None, metavar="GLOB",
+                     help="only the experiments whose name matches one of these shell patterns (e.g. 'gm-*')")
     args = ap.parse_args(argv)
     if args.cmd == "methods":
         from grmu.methods import list_methods
@@ -58,7 +60,7 @@ def main(argv=None) -> int:
         from grmu.report.compare import report
 
         try:
-            print(report(args.repo, args.out, args.num, args.dataset))
+            print(report(args.repo, args.out, args.num, args.dataset, args.exp))
         except GrmuError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -33,7 +33,8 @@ SCHEMA: dict = {
     "reweight": None,
     "recipe": None,
     "forget": {"kind": None, "level": None, "count": None, "groups": None, "multi_group": None},
-    "memorization": {"score": None, "models": None, "fraction": None, "epochs": None, "file": None, "key": None},
+    "memorization": {"score": None, "models": None, "fraction": None, "epochs": None, "ft_lr": None, "ft_epochs": None,
+                     "file": None, "key": None},
     "datasets": {},
     "model": {"arch": None, "width": None, "pretrained": None},
     "train": {**dict.fromkeys(LOOP_KEYS), "sam": SAM_SCHEMA},
@@ -52,8 +53,8 @@ REFERENCES = ("retrain_reweight", "retrain_erm", "retrain_gdro")  # eval.referen
 MULTI_GROUPS = (3, 5)
 FORGET_KINDS = ("group", "random", "memorization")  # forget.kind (grmu.splits)
 FORGET_LEVELS = ("high", "mid", "low", "mix")  # forget.level (grmu.memorization)
-MEMORIZATION_PROXIES = ("confidence", "max_conf", "entropy", "bi_acc")
-MEMORIZATION_SCORES = ("auto", "none", "heldout", *MEMORIZATION_PROXIES, "file")  # memorization.score
+MEMORIZATION_PROXIES = ("confidence", "max_conf", "entropy", "bi_acc")  # recorded along one training run
+MEMORIZATION_SCORES = ("auto", "none", "heldout", *MEMORIZATION_PROXIES, "ho_ret", "file")  # memorization.score
 
 
 def _check_keys(given: dict, schema: dict, prefix: str) -> None:
@@ -155,6 +156,8 @@ def check_memorization(cfg: dict, forget_kind: str) -> None:
     finite_number("memorization.fraction", cfg["fraction"], low=0, low_open=True, high=1, high_open=True)
     if cfg["epochs"] is not None:
         positive_int("memorization.epochs", cfg["epochs"])
+    finite_number("memorization.ft_lr", cfg["ft_lr"], low=0, low_open=True)
+    positive_int("memorization.ft_epochs", cfg["ft_epochs"])
     for key in ("file", "key"):
         if cfg[key] is not None and (not isinstance(cfg[key], str) or not cfg[key]):
             raise GrmuError(f"memorization.{key} must be null or a non-empty string, got {cfg[key]!r}")

@@ -14,13 +14,20 @@ Scores are per training sample, oriented so that **larger means more memorized**
   (0/1 correctness). High values of all four mean *easy* (less memorized), so grmu negates them:
   grmu's ``forget.level: high`` is upstream's proxy "low" (its proxy RUM order high -> mid ->
   low is grmu's low -> mid -> high, the order it uses for true memorization).
+* ``ho_ret`` (held-out retraining, [RUM] ``heldout_retrain.py``): a copy of the PRETRAIN model
+  is fine-tuned on the test split (constant-lr SGD, ``memorization.ft_lr`` / ``ft_epochs``,
+  stopping after ``HO_RET_PATIENCE`` epochs without a lower training loss, as upstream); the
+  score of a training sample is the symmetric KL ``(KL(p||q) + KL(q||p)) / 2`` between the two
+  models' softmax outputs (probabilities clamped at 1e-10, as upstream). A sample whose
+  prediction moves when the model learns from other data is one the model held by memory, so
+  larger already means more memorized (upstream's high = top KL too; no negation).
 * ``file``: precomputed scores (Feldman's ``tr_mem``, the CIFAR-10 ``memorization``), entry i
   scoring prepared sample i (the official training files' order), read with
   ``allow_pickle=False``.
 
 Selection (as upstream ``main_forget.py``): stable descending sort of the training samples by
 score (ties keep index order); high = first n, low = last n, mid = the n closest to the centre
-(0.5 for memorization scores, the median for proxies) after a stable re-sort of the descending
+(0.5 for memorization scores, the median for proxies and ``ho_ret``) after a stable re-sort of the descending
 list; mix = the first n//3 of high, of mid and the last n//3 of low. The accuracy subsets that
 evaluation reports are high[:n//3], mid[:n//3] and low[-n//3:] (upstream: 1,000 of 3,000), so
 for ``mix`` they are exactly the three parts of the forget set. One difference: the mid third
@@ -41,6 +48,9 @@ from grmu.config import MEMORIZATION_PROXIES as PROXIES
 from grmu.config import MEMORIZATION_SCORES as SCORES
 
 SUBSETS = ("high", "mid", "low")
+ESTIMATES = ("heldout", "file")  # memorization estimates in [-1, 1]; every other score is a proxy
+HO_RET_PATIENCE = 4  # ho_ret: epochs without a lower training loss before the fine-tuning stops (upstream)
+KL_EPS = 1e-10  # ho_ret: probabilities are clamped here before the logs (upstream)
 FILE_KEYS = ("tr_mem", "memorization")  # Feldman's CIFAR-100 / CIFAR-10 files
 
 
@@ -86,9 +96,25 @@ def proxy_scores(sums: np.ndarray, counts: np.ndarray, score: str) -> np.ndarray
     return -(sums[PROXIES.index(score)] / counts)
 
 
+def symmetric_kl(p: np.ndarray, q: np.ndarray, eps: float = KL_EPS) -> np.ndarray:
+    """Per row, ``(KL(p||q) + KL(q||p)) / 2`` of two arrays of probability rows, both clamped at
+    ``eps`` first (``ho_ret``)."""
+    p = np.maximum(np.asarray(p, dtype=np.float64), eps)
+    q = np.maximum(np.asarray(q, dtype=np.float64), eps)
+    return ((p - q) * (np.log(p) - np.log(q))).sum(1) / 2
+
+
+def should_stop(losses: list[float], patience: int = HO_RET_PATIENCE) -> bool:
+    """Whether fine-tuning with these per-epoch training losses so far stops now: the last
+    ``patience`` epochs brought no loss below the best one before them (strict ``<``)."""
+    if len(losses) <= patience:
+        return False
+    return min(losses[-patience:]) >= min(losses[:-patience])
+
+
 def centre(score: str, scores: np.ndarray) -> float:
-    """Where ``mid`` is centred: 0.5 for memorization scores, the median for proxies."""
-    return float(np.median(scores)) if score in PROXIES else 0.5
+    """Where ``mid`` is centred: 0.5 for memorization estimates, the median for proxies."""
+    return 0.5 if score in ESTIMATES else float(np.median(scores))
 
 
 def orders(scores: np.ndarray, mid_centre: float) -> tuple[np.ndarray, np.ndarray]:

@@ -139,6 +139,7 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     after_backward: Callable | None = None,
     on_epoch_start: Callable[[int], None] | None = None,
+    stop: Callable[[list[dict]], bool] | None = None,
 ):
     """Train ``model`` for ``cfg['epochs']`` epochs of ``passes(epoch)``.
 
@@ -148,6 +149,8 @@ def fit(
     * ``live``: a dvclive ``Live``; logs lr, each pass's mean loss and accuracies per epoch.
     * ``after_backward(model)``: hook between ``backward`` and ``step`` (e.g. SalUn's mask).
     * ``on_epoch_start(epoch)``: hook before an epoch's passes (e.g. MIU's estimator tuning).
+    * ``stop(history)``: after each epoch's row is logged; True ends training there (early
+      stopping, e.g. ``ho_ret``'s fine-tuning).
     """
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(int(seed))
@@ -222,6 +225,8 @@ def fit(
         if select_best and val_idx is not None and row["val_acc"] > best_acc:
             best_acc, best_state = row["val_acc"], copy.deepcopy(model.state_dict())
             row["best"] = True
+        if stop is not None and stop(history):
+            break
     bar.close()
     if select_best and best_state is not None:
         model.load_state_dict(best_state)

@@ -115,10 +115,24 @@ def of_dataset(experiments: list[dict], dataset: str | None) -> list[dict]:
     return chosen
 
 
-def report(repo: str | Path, out_dir: str | Path, num: int = 1, dataset: str | None = None) -> str:
+def named(experiments: list[dict], patterns: list[str] | None) -> list[dict]:
+    """The experiments whose name matches one of the shell-style ``patterns`` (all if none)."""
+    from fnmatch import fnmatchcase
+
+    if not patterns:
+        return experiments
+    chosen = [e for e in experiments if any(fnmatchcase(str(e["name"]), p) for p in patterns)]
+    if not chosen:
+        seen = ", ".join(str(e["name"]) for e in experiments) or "none"
+        raise GrmuError(f"no experiment matches --exp {' '.join(patterns)}; the experiments are: {seen}")
+    return chosen
+
+
+def report(repo: str | Path, out_dir: str | Path, num: int = 1, dataset: str | None = None,
+           names: list[str] | None = None) -> str:
     """Write ``methods.md``, ``methods.csv``, ``avg_gap_vs_ratio.{csv,png}`` into ``out_dir``;
-    return the Markdown table."""
-    experiments = of_dataset(load_experiments(repo, num), dataset)
+    return the Markdown table. ``names``: only the experiments matching these globs."""
+    experiments = of_dataset(named(load_experiments(repo, num), names), dataset)
     df, labels = compare(experiments)
     reference = experiments[0]["reference"]
     table = summary_table(df, labels, reference)

@@ -5,7 +5,9 @@
 (``memorization.epochs`` epochs, null = ``train.epochs``), each on the samples the held-out
 design gives it, the last epoch of each; the proxies record every iteration of one training
 run that is PRETRAIN's (same seed and settings, so the same trajectory when the epochs match);
-``file`` reads precomputed scores under ``data_dir``. ``none`` (what ``auto`` means for group
+``ho_ret`` fine-tunes the PRETRAIN checkpoint of the seed on the test split (constant-lr
+SGD, no augmentation, early stopping as upstream) and compares its eval-mode outputs on train
+with the checkpoint's; ``file`` reads precomputed scores under ``data_dir``. ``none`` (what ``auto`` means for group
 and random forget sets) computes nothing and writes a file that says so. Also writes the
 scores' histogram for ``dvc plots``.
 """
@@ -17,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from grmu import GrmuError
-from grmu.memorization import (PROXIES, heldout_design, heldout_scores, proxy_scores, read_scores_file,
-                               resolve_score, save_scores)
+from grmu.memorization import (ESTIMATES, PROXIES, heldout_design, heldout_scores, proxy_scores,
+                               read_scores_file, resolve_score, save_scores, should_stop, symmetric_kl)
 from grmu.prepared import Prepared, load_prepared
 from grmu.runtime import run_info, write_text
 
@@ -99,16 +101,37 @@ def proxies(params: dict, prep: Prepared, train: np.ndarray, seed: int, score: s
     return proxy_scores(rec.sums.numpy()[:, train], rec.counts.numpy()[train], score)
 
 
+def ho_ret(params: dict, prep: Prepared, train: np.ndarray, seed: int, original) -> np.ndarray:
+    from grmu.inference import predict
+    from grmu.models import load_checkpoint, new_model
+    from grmu.train import Pass, fit
+
+    if original is None:
+        raise GrmuError("memorization.score ho_ret fine-tunes the PRETRAIN model: pass its checkpoint (--original)")
+    mem, bs = params["memorization"], params["eval"]["batch_size"]
+    model = new_model(params["model"], prep, seed, load_weights=False)
+    load_checkpoint(original, model)
+    before = predict(model, prep, train, bs).double().softmax(1).numpy()
+    cfg = {**params["train"], "lr": mem["ft_lr"], "epochs": mem["ft_epochs"], "schedule": "const",
+           "warmup_epochs": 0, "augment": False, "optimizer": "sgd", "sam": None}
+    p = Pass("test", prep.indices("test"), batch_size=cfg["batch_size"])
+    fit(model, prep, lambda e: [p], cfg, seed=seed, desc=f"ho_ret s{seed}",
+        stop=lambda history: should_stop([row["loss_test"] for row in history]))
+    after = predict(model, prep, train, bs).double().softmax(1).numpy()
+    return symmetric_kl(before, after)
+
+
 def histogram_csv(scores: np.ndarray, score: str) -> str:
     if len(scores) == 0:
         return "score,count\n"
-    span = (-1.0, 1.0) if score not in PROXIES else (float(scores.min()), float(scores.max()))
+    span = (-1.0, 1.0) if score in ESTIMATES else (float(scores.min()), float(scores.max()))
     counts, edges = np.histogram(scores, bins=HIST_BINS, range=span)
     centres = (edges[:-1] + edges[1:]) / 2
     return "score,count\n" + "".join(f"{c:.4g},{n}\n" for c, n in zip(centres, counts))
 
 
-def run(params: dict, prepared, seed: int, out, hist_out) -> dict:
+def run(params: dict, prepared, seed: int, out, hist_out, original=None) -> dict:
+    """``original``: the PRETRAIN checkpoint of ``seed`` (read by ``ho_ret`` only)."""
     prep = load_prepared(prepared)
     train = prep.indices("train")
     mem = params["memorization"]
@@ -122,6 +145,8 @@ def run(params: dict, prepared, seed: int, out, hist_out) -> dict:
         if not mem["file"]:
             raise GrmuError("memorization.score file needs memorization.file (a .npz path under data_dir)")
         scores = read_scores_file(Path(params["data_dir"]) / mem["file"], len(prep.y), train, mem["key"])
+    elif score == "ho_ret":
+        scores = ho_ret(params, prep, train, seed, original)
     else:
         scores = proxies(params, prep, train, seed, score)
     if not np.isfinite(scores).all():
