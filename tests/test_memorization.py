@@ -522,3 +522,17 @@ def test_check_params_accepts_rum_on_a_mix_forget_set(tmp_path):
                                    ratios=[0.1]))
     check_params.run(params, tmp_path / "ok")
     assert (tmp_path / "ok").read_text() == "ok\n"
+
+
+def test_the_memorization_stage_reads_and_depends_on_the_seeds_pretrain_checkpoint():
+    """ho_ret fine-tunes PRETRAIN: dvc.yaml must pass that seed's checkpoint and list it as a
+    dependency (else DVC would run the stage before pretrain, or keep stale scores)."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["memorization"]
+    assert "--original 'models/pretrain/${item.seed}.pt'" in stage["cmd"]
+    assert "models/pretrain/${item.seed}.pt" in stage["deps"]
+    assert yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["pretrain"]["outs"][0] == \
+        "models/pretrain/${item.seed}.pt"

@@ -373,3 +373,66 @@ def test_undefined_fairness_and_accuracy_are_nan_without_numpy_warnings():
         assert np.isnan(equalized_odds(y, y, a, [[1, 1]]))
         assert equalized_odds(np.array([0, 1, 1, 0, 0]), np.array([0, 1, 1, 0, 0]), np.array([1, 1, 1, 1, 0]),
                               [[1, 1]]) == 0.0
+
+
+# ---------------------------------------------------------------------------- report: what summary.json says
+
+
+def test_summary_names_the_run_and_rounds_tow_with_the_population_std(thirds):
+    df = add_gaps(collect(thirds, [0.5], [0, 1]))
+    s = summary_json(df, "scrub", True)
+    assert (s["dataset"], s["pretrain"], s["unlearn_sam"]) == (None, "plain", "plain")
+    s = summary_json(df, "scrub", True, pretrain="SAM-min rho=0.1", unlearn="ASAM-max rho=1", dataset="mnist")
+    assert (s["dataset"], s["pretrain"], s["unlearn_sam"]) == ("mnist", "SAM-min rho=0.1", "ASAM-max rho=1")
+    tows = [100 * (1 - 1 / 300) ** 3, 100 * 0.98 ** 3]  # seeds 0 and 1: 99.00334, 94.1192
+    assert s["ToW"] == 96.561 and s["ToW_std"] == round(abs(tows[0] - tows[1]) / 2, 3) == 2.442
+
+
+def test_collect_gives_old_evaluations_a_nan_mia_svc_column(tmp_path):
+    for model in MODELS:
+        path = tmp_path / model / "0.5-0.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"metrics": {k: 50.0 for k in KEYS} | {"group_acc": [1.0]}}))  # no MIA_SVC
+    df = collect(tmp_path, [0.5], [0])
+    assert df["MIA_SVC"].dtype == np.float64 and df["MIA_SVC"].isna().all()
+
+
+def test_curve_metric_is_ga_where_measured_else_ua():
+    import pandas as pd
+
+    from grmu.report.gaps import curve_metric
+
+    assert curve_metric(pd.DataFrame({"GA": [1.0, np.nan], "UA": [2.0, 3.0]})) == "GA"
+    assert curve_metric(pd.DataFrame({"GA": [np.nan, np.nan], "UA": [2.0, 3.0]})) == "UA"
+    assert curve_metric(pd.DataFrame({"UA": [2.0, 3.0]})) == "UA"
+
+
+def test_avg_gap_of_a_dataset_without_groups_averages_the_measured_metrics_only(tmp_path):
+    """mnist has no EO and (random forget sets) no GA: the gap is over RA, UA, TA, MIA."""
+    for model in MODELS:
+        path = tmp_path / model / "0.1-0.json"
+        path.parent.mkdir(parents=True)
+        m = {"RA": 90.0, "UA": 80.0, "TA": 70.0, "MIA": 60.0, "MIA_SVC": 5.0, "group_acc": [1.0]}
+        if model == "unlearned":
+            m.update(RA=89.0, UA=76.0, TA=70.0, MIA=53.0)
+        path.write_text(json.dumps({"metrics": m}))
+    df = add_gaps(collect(tmp_path, [0.1], [0]))
+    assert df[df["model"] == "unlearned"]["avg_gap"].iloc[0] == pytest.approx(100 - (1 + 4 + 0 + 7) / 4)
+
+
+# ---------------------------------------------------------------------------- REWEIGHT weights
+
+
+def test_reweight_weights_with_a_group_absent_from_train_and_a_group_of_one_survivor():
+    """Group 3 has no training sample (the last group: bincount must still count 4 groups);
+    group 1 keeps one survivor of 3 (alpha 3, not 0); no division warning for group 3."""
+    import warnings
+
+    from grmu.robust import group_balanced_weights, reweight_weights
+
+    g_train = np.array([0, 0, 1, 1, 1, 2, 2])
+    g_rem = np.array([0, 0, 1, 2, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert reweight_weights(g_train, g_rem, 4).tolist() == [1.0, 1.0, 3.0, 1.0, 1.0]
+        assert group_balanced_weights(g_rem, 4).tolist() == [2.5, 2.5, 5.0, 2.5, 2.5]

@@ -103,6 +103,34 @@ def test_unlearn_passes_reweight_settings_and_the_sets_to_the_method(prepared_di
     assert load_checkpoint(d / "u.pt", saved)["options"] == {"knob": 7}
 
 
+def test_unlearn_passes_a_memorization_forget_sets_subsets_to_the_method(prepared_dir, trained, tmp_path):
+    """RUM reads the high/mid/low subsets from its context: the stage must hand them over."""
+    from grmu.methods import METHODS, register_method
+    from grmu.splits import save_forget
+
+    p, d = trained
+    prep = load_prepared(prepared_dir)
+    tr = prep.indices("train")
+    subsets = {"high": tr[:3], "mid": tr[10:13], "low": tr[20:23]}
+    f = tmp_path / "mix.json"
+    save_forget(f, np.concatenate(list(subsets.values())), [], 0.1, 0, len(tr), kind="memorization",
+                extra={"level": "mix", "score": "heldout", "subsets": subsets})
+    seen = {}
+
+    @register_method("_probe_subsets")
+    def probe(ctx):
+        seen.update(subsets=ctx.subsets)
+        return ctx.model
+
+    try:
+        unlearn(small_params(method="_probe_subsets", forget={"kind": "memorization", "level": "mix"}), prepared_dir,
+                d / "pre.pt", f, 0, tmp_path / "u.pt")
+    finally:
+        METHODS.remove("_probe_subsets")
+    assert set(seen["subsets"]) == set(subsets)
+    assert all(np.array_equal(seen["subsets"][k], v) for k, v in subsets.items())
+
+
 @pytest.mark.parametrize("mode", ["single", "best_of_grid"])
 def test_evaluate_uses_the_configured_mia_mode(prepared_dir, trained, mode, monkeypatch):
     import grmu.stages.evaluate as stage
