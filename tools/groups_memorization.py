@@ -18,18 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from memorization_figure import mean_std  # tools/, beside this script
 
 from grmu.memorization import load_scores
 from grmu.prepared import load_prepared
 from grmu.report.plots import _pyplot, save_figure
+from grmu.report.tables import to_markdown
 
 LABEL = re.compile(r"^(?P<model>.+?) \[forget (?P<kind>.+?)\]$")
 REFERENCES = ("PRETRAIN", "RETRAIN", "RETRAIN+REWEIGHT", "RETRAIN+Group-DRO")
-
-
-def mean_std(cell) -> tuple[float, float]:
-    mean, _, std = str(cell).partition(" ± ")
-    return float(mean), float(std or 0)
 
 
 def group_rows(prep, scores_by_seed: dict[int, np.ndarray], forget_groups: list, n_top: int) -> pd.DataFrame:
@@ -63,9 +60,32 @@ def tow_rows(table: pd.DataFrame) -> pd.DataFrame:
         m = LABEL.match(str(r["model"]))
         if m and r["ToW"] != "–":
             kind = m["kind"].replace("memorization ", "mem. ").replace(" by heldout", "")
-            (tow, tow_std), (ua, _) = mean_std(r["ToW"]), mean_std(r["UA"])
-            rows.append({"model": m["model"], "kind": kind, "ToW": tow, "ToW_std": tow_std, "UA": ua})
+            tow, tow_std = mean_std(r["ToW"])
+            rows.append({"model": m["model"], "kind": kind, "ToW": tow, "ToW_std": tow_std})
     return pd.DataFrame(rows)
+
+
+def figure(rows: pd.DataFrame, tow: pd.DataFrame, size: int, path: Path) -> None:
+    """Left: each group's mean score (the forget group in red); right: ToW per method and forget set."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    means = [mean_std(v) for v in rows["mean"]]
+    colors = ["tab:red" if f else "tab:gray" for f in rows["forget group"]]
+    left.bar(range(len(rows)), [m for m, _ in means], yerr=[s for _, s in means], color=colors, capsize=3)
+    left.set(xticks=range(len(rows)), xticklabels=[f"{g}\n(n={n})" for g, n in zip(rows["group"], rows["n"])],
+             ylabel="mean held-out memorization score", title="Memorization by group (red: the forget group)")
+    left.tick_params(axis="x", labelsize=7)
+    kinds = list(dict.fromkeys(tow["kind"]))
+    methods = [m for m in dict.fromkeys(tow["model"]) if m not in REFERENCES]
+    width = 0.8 / max(len(methods), 1)
+    for i, model in enumerate(methods):
+        sub = tow[tow["model"] == model].set_index("kind").reindex(kinds)
+        right.bar([k + i * width for k in range(len(kinds))], sub["ToW"], width, yerr=sub["ToW_std"], capsize=2,
+                  label=model)
+    right.set(xticks=[k + width * (len(methods) - 1) / 2 for k in range(len(kinds))], xticklabels=kinds,
+              ylabel="ToW vs RETRAIN (%)", title=f"Forget sets of {size} samples", ylim=(0, 100))
+    right.legend(fontsize=7)
+    save_figure(fig, path)
 
 
 def main():
@@ -96,31 +116,11 @@ def main():
               f"(Feldman & Zhang, memorization.models K, each sample held out of round(0.3 K) models), mean ± std over "
               f"seeds {sorted(scores)}; 'share of top' = the group's share of the {fs['size']} most memorized training "
               f"samples (the size of the group forget set at ratio {fs['ratio']}).\n\n")
-    md = "| " + " | ".join(rows.columns) + " |\n|" + "---|" * len(rows.columns) + "\n"
-    md += "".join("| " + " | ".join(str(v) for v in r) + " |\n" for r in rows.itertuples(index=False))
+    md = to_markdown(rows)
     (out / "groups.md").write_text(header + md)
     print(header + md)
 
-    tow = tow_rows(pd.read_csv(out / "methods.csv"))
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    means = [mean_std(v) for v in rows["mean"]]
-    colors = ["tab:red" if f else "tab:gray" for f in rows["forget group"]]
-    left.bar(range(len(rows)), [m for m, _ in means], yerr=[s for _, s in means], color=colors, capsize=3)
-    left.set(xticks=range(len(rows)), xticklabels=[f"{g}\n(n={n})" for g, n in zip(rows["group"], rows["n"])],
-             ylabel="mean held-out memorization score", title="Memorization by group (red: the forget group)")
-    left.tick_params(axis="x", labelsize=7)
-    kinds = list(dict.fromkeys(tow["kind"]))
-    methods = [m for m in dict.fromkeys(tow["model"]) if m not in REFERENCES]
-    width = 0.8 / max(len(methods), 1)
-    for i, model in enumerate(methods):
-        sub = tow[tow["model"] == model].set_index("kind").reindex(kinds)
-        right.bar([k + i * width for k in range(len(kinds))], sub["ToW"], width, yerr=sub["ToW_std"], capsize=2,
-                  label=model)
-    right.set(xticks=[k + width * (len(methods) - 1) / 2 for k in range(len(kinds))], xticklabels=kinds,
-              ylabel="ToW vs RETRAIN (%)", title=f"Forget sets of {fs['size']} samples", ylim=(0, 100))
-    right.legend(fontsize=7)
-    save_figure(fig, out / "groups_vs_memorization.png")
+    figure(rows, tow_rows(pd.read_csv(out / "methods.csv")), fs["size"], out / "groups_vs_memorization.png")
     print(f"wrote {out / 'groups.md'}, {out / 'groups.csv'}, {out / 'groups_vs_memorization.png'}")
 
 
