@@ -1,6 +1,6 @@
 """MultiNLI read from tiny fixtures in the group-DRO layout (tests/fixtures_real.py): the cached
-BERT features and the raw GLUE text give the same inputs, grmu's WordPiece tokenizer agrees with
-the transformers one, BERT from a local folder, the pipeline on a tiny BERT, and clear errors."""
+BERT features and the raw GLUE text give the same inputs, the GLUE pair encoding and truncation,
+BERT from a local folder, the pipeline on a tiny BERT, and clear errors."""
 import pickle
 
 import numpy as np
@@ -9,8 +9,7 @@ import torch
 
 from grmu import GrmuError
 from grmu.prepared import load_prepared
-from grmu.data.multinli import load_feature_file
-from grmu.data.wordpiece import WordPiece, basic_tokens
+from grmu.data.multinli import bert_tokenizer, encode_pair, load_feature_file
 from grmu.models import build_model, model_for
 from grmu.stages.evaluate import run as evaluate
 from grmu.stages.forget_set import run as forget_set
@@ -103,36 +102,61 @@ def test_forget_set_of_the_default_group(prepared, tmp_path):
 PAIRS = [
     ("The cat sat on the mat.", "The dog's not running!"),
     ("UNWANTED, Café costs $5 中文", "a\tdog\u00a0don't\x00 cats xyz\u0301"),
-    ("the " * 40, "cat " * 10),      # the longer sentence is cut
-    ("the " * 10, "cat sat " * 30),
     ("Ünïcödé   ,,, runnings", "a"),
-    ("cat " * 40, ""),                # no second sentence: [CLS] a [SEP], a cut to max_length - 2
+    ("cat " * 3, ""),                 # no second sentence: [CLS] a [SEP]
 ]
 
 
+def vocab_file(tmp_path, extra=()):
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(fx.BERT_VOCAB + list(extra)) + "\n")
+    return path
+
+
+def encode(tok, a, b, length):
+    ids = tok([a, b], add_special_tokens=False)["input_ids"]
+    cls, sep = tok.convert_tokens_to_ids(["[CLS]", "[SEP]"])
+    return encode_pair(ids[0], ids[1] if b else None, length, cls, sep).tolist()
+
+
 @pytest.mark.parametrize("a,b", PAIRS)
-def test_wordpiece_matches_the_transformers_bert_tokenizer(tmp_path, a, b):
+def test_pairs_that_fit_are_encoded_as_the_bert_tokenizer_encodes_them(tmp_path, a, b):
     from transformers import BertTokenizer
 
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(fx.BERT_VOCAB + ["un", "##want", "##ed", "$", "5", "中"]) + "\n")
-    want = BertTokenizer(str(vocab), do_lower_case=True)(a, b, max_length=32, truncation="longest_first",
-                                                        padding="max_length")
-    assert WordPiece(vocab).encode_pair(a, b, 32) == (want["input_ids"], want["attention_mask"],
-                                                      want["token_type_ids"])
+    vocab = vocab_file(tmp_path, ["un", "##want", "##ed", "$", "5", "中"])
+    want = BertTokenizer(str(vocab), do_lower_case=True)(a, b or None, max_length=32, padding="max_length")
+    assert encode(bert_tokenizer(vocab), a, b, 32) == [want["input_ids"], want["attention_mask"],
+                                                       want["token_type_ids"]]
 
 
-def test_wordpiece_pieces_unknown_words_and_ties(tmp_path):
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(fx.BERT_VOCAB) + "\n")
-    tok = WordPiece(vocab)
+def test_words_are_lower_cased_stripped_of_accents_and_split_into_pieces(tmp_path):
+    tok = bert_tokenizer(vocab_file(tmp_path, ["!"]))
     v = {t: i for i, t in enumerate(fx.BERT_VOCAB)}
-    assert basic_tokens("Don't, CAFÉ!") == ["don", "'", "t", ",", "cafe", "!"]
-    assert tok.ids("runnings cats xyz") == [v["runn"], v["##ing"], v["##s"], v["cat"], v["##s"], v["[UNK]"]]
-    # equal lengths: the second sentence loses the next token (the GLUE code's _truncate_seq_pair)
-    ids, mask, seg = tok.encode_pair("cat " * 6, "dog " * 6, 12)
-    assert ids == [v["[CLS]"], *[v["cat"]] * 5, v["[SEP]"], *[v["dog"]] * 4, v["[SEP]"]]
+    assert tok.tokenize("Don't, CAFÉ!") == ["don", "'", "t", ",", "cafe", "!"]
+    assert tok("runnings Cats xyz " + "a" * 101, add_special_tokens=False)["input_ids"] == [
+        v["runn"], v["##ing"], v["##s"], v["cat"], v["##s"], v["[UNK]"], v["[UNK]"]]
+
+
+def test_the_longer_sentence_loses_tokens_one_at_a_time_as_the_glue_code():
+    cls, sep = 101, 102
+    # 7 + 7 tokens into 12 - 3 = 9 places: the second sentence loses each tie, so the first keeps
+    # the odd token (the fast tokenizer's longest_first would give it to the second)
+    ids, mask, seg = encode_pair(list(range(1, 8)), list(range(11, 18)), 12, cls, sep).tolist()
+    assert ids == [cls, 1, 2, 3, 4, 5, sep, 11, 12, 13, 14, sep]
     assert mask == [1] * 12 and seg == [0] * 7 + [1] * 5
+    ids, _, seg = encode_pair([1] * 9, [2, 3], 10, cls, sep).tolist()  # only the longer one is cut
+    assert ids == [cls, 1, 1, 1, 1, 1, sep, 2, 3, sep] and seg == [0] * 7 + [1] * 3
+    ids, mask, seg = encode_pair([1, 2, 3, 4, 5, 6], None, 6, cls, sep).tolist()  # single sentence
+    assert ids == [cls, 1, 2, 3, 4, sep] and seg == [0] * 6
+    ids, mask, seg = encode_pair([1, 2, 3, 4, 5, 6], [], 8, cls, sep).tolist()  # b without tokens
+    assert ids == [cls, 1, 2, 3, 4, 5, sep, 0] and mask == [1] * 7 + [0] and seg == [0] * 8
+
+
+def test_a_vocabulary_without_the_special_tokens_is_refused(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("the\ncat\n[UNK]\n")
+    with pytest.raises(GrmuError, match=r"not a BERT vocabulary: it lacks \[PAD\], \[CLS\], \[SEP\]"):
+        bert_tokenizer(path)
 
 
 # --- cached feature files --------------------------------------------------------------------

@@ -13,9 +13,9 @@
     release (pytorch-transformers ``InputFeatures`` pickles, read without importing that
     package and refusing any other kind of object), their ``label_id`` checked against
     ``gold_label``; or
-  - ``source: text``: tokenised by grmu's own BERT WordPiece tokenizer
-    (``grmu.data.wordpiece``) from the GLUE MNLI text files and a BERT ``vocab.txt``, in the
-    GLUE sentence-pair format, for users without the cached pickles;
+  - ``source: text``: tokenised by the ``transformers`` fast BERT tokenizer from the GLUE MNLI
+    text files and a BERT ``vocab.txt``, encoded in the GLUE sentence-pair format with the GLUE
+    code's truncation (``encode_pair``), for users without the cached pickles;
   - ``source: auto`` (default): ``features`` when ``bert_features/`` exists, else ``text``.
 
 Expected under ``data_dir``::
@@ -47,6 +47,7 @@ FOLDER = "multinli_1.0"
 LABELS = ("contradiction", "entailment", "neutral")  # GLUE order
 COLUMNS = ("gold_label", "sentence2_has_negation", "split")
 SPLIT_NAMES = {0: "train", 1: "val", 2: "test"}
+SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 FEATURE_FILES = ("cached_train_bert-base-uncased_128_mnli", "cached_dev_bert-base-uncased_128_mnli",
                  "cached_dev_bert-base-uncased_128_mnli-mm")
 TEXT_FILES = ("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv")
@@ -222,23 +223,63 @@ def read_tsv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     return s1, s2, np.asarray(labels, dtype=np.int64)
 
 
-def read_text(folder: Path, vocab: Path, max_length: int):
+def bert_tokenizer(vocab: Path):
+    """The ``transformers`` fast BERT tokenizer (lower-casing, accent stripping, WordPiece) of a
+    ``vocab.txt``, checked to be a BERT vocabulary."""
+    need_file(vocab, "BERT vocabulary", VOCAB_DOWNLOAD)
+    lines = vocab.read_text(encoding="utf-8").split("\n")
+    missing = [t for t in SPECIAL if t not in lines]
+    if missing:
+        raise GrmuError(f"{vocab} is not a BERT vocabulary: it lacks {', '.join(missing)}")
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(str(vocab), do_lower_case=True)  # positional: the vocab argument of v4 and v5
+
+
+def encode_pair(a: list[int], b: list[int] | None, max_length: int, cls: int, sep: int) -> np.ndarray:
+    """One GLUE sentence-pair row ``[input_ids, input_mask, segment_ids]`` (3 x ``max_length``)
+    from the WordPiece ids of the two sentences, as pytorch-transformers' GLUE code built the
+    cached features: ``[CLS] a [SEP] b [SEP]``, truncating the longer sentence one token at a time
+    (the second on ties) to fit; segment ids 0 for ``[CLS] a [SEP]``, 1 for ``b [SEP]``; padding 0.
+    ``b`` None (an empty second sentence) makes ``[CLS] a [SEP]``; a second sentence without
+    tokens still truncates for three special tokens but adds none. (The fast tokenizer's own
+    ``longest_first`` gives the odd token to the second sentence instead.)"""
+    a, b = list(a), None if b is None else list(b)
+    if b is None:
+        del a[max_length - 2 :]
+    while b is not None and len(a) + len(b) > max_length - 3:
+        (a if len(a) > len(b) else b).pop()
+    b = b or []
+    ids = [cls, *a, sep] + ([*b, sep] if b else [])
+    row = np.zeros((3, max_length), dtype=np.int64)
+    row[0, : len(ids)] = ids
+    row[1, : len(ids)] = 1
+    row[2, len(a) + 2 : len(ids)] = 1
+    return row
+
+
+def encode_pairs(tok, s1: list[str], s2: list[str], max_length: int) -> np.ndarray:
+    """The ``N x 3 x max_length`` rows of sentence pairs (``encode_pair``), tokenised in batch."""
     from tqdm.auto import tqdm
 
-    from grmu.data.wordpiece import WordPiece
+    ids_a = tok(s1, add_special_tokens=False)["input_ids"]
+    ids_b = tok(s2, add_special_tokens=False)["input_ids"]
+    cls, sep = tok.convert_tokens_to_ids(["[CLS]", "[SEP]"])
+    tokens = np.zeros((len(s1), 3, max_length), dtype=np.int32)
+    for i in tqdm(range(len(s1)), desc="encoding MultiNLI pairs", unit="pair", file=sys.stderr,
+                  disable=len(s1) < 10000, mininterval=2):
+        tokens[i] = encode_pair(ids_a[i], ids_b[i] if s2[i] else None, max_length, cls, sep)
+    return tokens
 
+
+def read_text(folder: Path, vocab: Path, max_length: int):
     need_dir(folder, "MultiNLI text folder (for datasets.multinli.source text)", TEXT_DOWNLOAD)
-    if not vocab.is_file():
-        raise GrmuError(f"BERT vocabulary not found: expected the file {vocab} ({VOCAB_DOWNLOAD})")
-    tok = WordPiece(vocab)
+    tok = bert_tokenizer(vocab)
     s1, s2, labels = [], [], []
     for name in TEXT_FILES:
         a, b, y = read_tsv(folder / name)
         s1 += a
         s2 += b
         labels.append(y)
-    tokens = np.zeros((len(s1), 3, max_length), dtype=np.int32)
-    for i in tqdm(range(len(s1)), desc="tokenising MultiNLI", unit="pair", file=sys.stderr,
-                  disable=len(s1) < 10000, mininterval=2):
-        tokens[i] = tok.encode_pair(s1[i], s2[i], max_length)
+    tokens = encode_pairs(tok, s1, s2, max_length)
     return tokens, np.concatenate(labels), f"{folder}/{{{','.join(TEXT_FILES)}}}", len(tok)
