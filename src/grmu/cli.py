@@ -25,6 +25,11 @@ def main(argv=None) -> int:
     rep.add_argument("--dataset", default=None, help="report the results on this dataset (default: the newest's)")
     rep.add_argument("--exp", nargs="+", default=None, metavar="GLOB",
                      help="only the experiments whose name matches one of these shell patterns (e.g. 'gm-*')")
+    page = sub.add_parser("plots-page", help="make `dvc plots show` / `dvc plots diff` pages render offline "
+                                            "(writes .dvc/plots.html, sets plots.html_template locally)")
+    page.add_argument("--repo", default=".", help="the DVC repository (default: here)")
+    page.add_argument("--cache", default=None, help="folder of the npm tarballs of vega, vega-lite and vega-embed "
+                                                    "(default: ~/.cache/grmu/npm; fetched with npm pack if missing)")
     args = ap.parse_args(argv)
     if args.cmd == "methods":
         from grmu.methods import list_methods
@@ -61,6 +66,15 @@ def main(argv=None) -> int:
 
         try:
             print(report(args.repo, args.out, args.num, args.dataset, args.exp))
+        except GrmuError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    elif args.cmd == "plots-page":
+        from grmu import GrmuError
+        from grmu.report.plots_page import install
+
+        try:
+            print(f"wrote {install(args.repo, args.cache)}; `dvc plots show` pages now render offline")
         except GrmuError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
