@@ -164,7 +164,12 @@ def load_forget(path: str | Path, prep: Prepared | None = None) -> dict:
             raise GrmuError(f"{bad}: sample {int(outside[0])} is in the {prep.split[outside[0]]} split, not train")
         if len(np.unique(f)) != len(f):
             raise GrmuError(f"{bad}: it lists a sample twice")
-        groups = resolve_groups(prep, d["groups"])
+        try:
+            groups = resolve_groups(prep, d["groups"])
+        except GrmuError as e:
+            raise GrmuError(f"{bad}: {e}") from None
+        except (TypeError, ValueError):
+            raise GrmuError(f"{bad}: 'groups' must be a list of [y, a] pairs, got {d['groups']!r}") from None
         kind = d.get("kind", "group")
         if kind not in KINDS:
             raise GrmuError(f"{bad}: kind '{kind}' is unknown; valid: {', '.join(KINDS)}")
@@ -183,7 +188,5 @@ def load_forget(path: str | Path, prep: Prepared | None = None) -> dict:
         if prep is not None and len(idx) and (idx.min() < 0 or idx.max() >= len(prep.y)
                                               or (prep.split[idx] != "train").any()):
             raise GrmuError(f"{bad}: subset '{name}' lists a sample that is not in the train split")
-        subsets[name] = idx
-    if subsets:
-        d["subsets"] = subsets
+        subsets[name] = idx  # in place: d["subsets"] now holds the index arrays
     return d
