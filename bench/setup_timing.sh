@@ -14,7 +14,8 @@ UV_VERSION=$(sed -n 's/^UV_VERSION=//p' tools/setup.sh)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-install() {  # installer cache-dir venv
+install() {  # installer cache-dir venv (runs in $(...), where errexit is not inherited)
+    set -e
     python3 -m venv "$3"
     "$3/bin/pip" install -q --disable-pip-version-check "uv==$UV_VERSION"
     local start end

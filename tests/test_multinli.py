@@ -9,7 +9,7 @@ import torch
 
 from grmu import GrmuError
 from grmu.prepared import load_prepared
-from grmu.data.multinli import bert_tokenizer, encode_pair, load_feature_file
+from grmu.data.multinli import bert_tokenizer, encode_pair, encode_pairs, load_feature_file
 from grmu.models import build_model, model_for
 from grmu.stages.evaluate import run as evaluate
 from grmu.stages.forget_set import run as forget_set
@@ -125,16 +125,31 @@ def test_pairs_that_fit_are_encoded_as_the_bert_tokenizer_encodes_them(tmp_path,
 
     vocab = vocab_file(tmp_path, ["un", "##want", "##ed", "$", "5", "中"])
     want = BertTokenizer(str(vocab), do_lower_case=True)(a, b or None, max_length=32, padding="max_length")
-    assert encode(bert_tokenizer(vocab), a, b, 32) == [want["input_ids"], want["attention_mask"],
+    assert encode(bert_tokenizer(vocab)[0], a, b, 32) == [want["input_ids"], want["attention_mask"],
                                                        want["token_type_ids"]]
 
 
 def test_words_are_lower_cased_stripped_of_accents_and_split_into_pieces(tmp_path):
-    tok = bert_tokenizer(vocab_file(tmp_path, ["!"]))
+    tok, size = bert_tokenizer(vocab_file(tmp_path, ["!"]))
+    assert size == len(fx.BERT_VOCAB) + 1
     v = {t: i for i, t in enumerate(fx.BERT_VOCAB)}
     assert tok.tokenize("Don't, CAFÉ!") == ["don", "'", "t", ",", "cafe", "!"]
     assert tok("runnings Cats xyz " + "a" * 101, add_special_tokens=False)["input_ids"] == [
         v["runn"], v["##ing"], v["##s"], v["cat"], v["##s"], v["[UNK]"], v["[UNK]"]]
+
+
+def test_text_is_normalised_as_the_python_bert_tokenizer_of_the_cached_features_did(tmp_path):
+    """Where the fast tokenizer alone differs: a word-final capital sigma (Python's str.lower
+    gives a final sigma) and the CJK Extension E ideographs (each a word of its own)."""
+    final = "ΟΔΟΣ".lower()
+    assert final.endswith("ς")
+    tok, _ = bert_tokenizer(vocab_file(tmp_path, [final, "\U0002B820"]))
+    v = {t: i for i, t in enumerate(fx.BERT_VOCAB + [final, "\U0002B820"])}
+    rows = encode_pairs(tok, ["ΟΔΟΣ", "a\U0002B820a"], ["", "cat"], 8)
+    assert rows.dtype == np.int32 and rows.shape == (2, 3, 8)
+    assert rows[0, 0].tolist() == [v["[CLS]"], v[final], v["[SEP]"], 0, 0, 0, 0, 0]
+    assert rows[1, 0].tolist() == [v["[CLS]"], v["a"], v["\U0002B820"], v["a"], v["[SEP]"], v["cat"], v["[SEP]"], 0]
+    assert encode_pairs(tok, [], [], 8).shape == (0, 3, 8)  # no pairs: the caller names the mismatch
 
 
 def test_the_longer_sentence_loses_tokens_one_at_a_time_as_the_glue_code():

@@ -3,7 +3,6 @@ into an empty virtual environment gives a working `grmu` command."""
 import ast
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,10 @@ def pins(path: Path) -> dict[str, str]:
 
 def declared() -> dict[str, list[Requirement]]:
     """'core' and each extra -> its requirements from pyproject.toml."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     groups = {"core": project["dependencies"], **project["optional-dependencies"]}
     return {k: [Requirement(r) for r in v] for k, v in groups.items()}

@@ -157,6 +157,7 @@ def test_the_forget_file_records_exactly_what_was_drawn(tmp_path):
     ({"forget": [1], "groups": [[1, 2]]}, "forget group [y=1, a=2] does not exist: y must be in 0..2, a in 0..1"),
     ({"forget": [1], "groups": 5}, "'groups' must be a list of [y, a] pairs, got 5"),
     ({"forget": [1], "groups": [[1, 0, 2]]}, "'groups' must be a list of [y, a] pairs, got [[1, 0, 2]]"),
+    ({"forget": [1], "groups": [[float("inf"), 0]]}, "'groups' must be a list of [y, a] pairs, got [[inf, 0]]"),
     ({"forget": [1], "kind": "uniform"}, "kind 'uniform' is unknown; valid: group, random, memorization"),
     ({"forget": list(range(12)), "kind": "random"}, "it lists every training sample, the remaining set would be "
                                                      "empty"),

@@ -20,7 +20,8 @@ fi
 
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/grmu/npm"
 if command -v npm >/dev/null || ls "$cache"/*.tgz >/dev/null 2>&1; then
-    .venv/bin/grmu plots-page
+    .venv/bin/grmu plots-page || echo "note: no offline plots page (above: why); dvc plots show will load vega" \
+                                      "from its CDN until \`grmu plots-page\` succeeds" >&2
 else
     echo "note: npm not found, so no offline plots page: dvc plots show will load vega from its CDN" \
          "(see README, Plots offline)" >&2

@@ -122,8 +122,11 @@ def _bert(arch: str, pretrained: str, width: int, vocab_size: int | None, length
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network
-    from transformers import BertConfig, BertModel
-    from transformers.utils import logging as hf_logging
+    try:
+        from transformers import BertConfig, BertModel
+        from transformers.utils import logging as hf_logging
+    except ImportError as e:
+        raise GrmuError.wrap(f"model.arch {arch} needs transformers: pip install 'grmu[text]'", e) from e
 
     hf_logging.set_verbosity_error()  # the unused pre-training heads of a checkpoint are expected
     vocab_size = int(vocab_size or 30522)

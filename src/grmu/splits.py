@@ -168,7 +168,7 @@ def load_forget(path: str | Path, prep: Prepared | None = None) -> dict:
             groups = resolve_groups(prep, d["groups"])
         except GrmuError as e:
             raise GrmuError(f"{bad}: {e}") from None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise GrmuError(f"{bad}: 'groups' must be a list of [y, a] pairs, got {d['groups']!r}") from None
         kind = d.get("kind", "group")
         if kind not in KINDS:

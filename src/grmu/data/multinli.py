@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -224,16 +225,33 @@ def read_tsv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
 
 
 def bert_tokenizer(vocab: Path):
-    """The ``transformers`` fast BERT tokenizer (lower-casing, accent stripping, WordPiece) of a
-    ``vocab.txt``, checked to be a BERT vocabulary."""
+    """``(tokenizer, size)``: the ``transformers`` fast BERT tokenizer (lower-casing, accent
+    stripping, WordPiece) of a ``vocab.txt``, checked to be a BERT vocabulary, and the size of
+    the vocabulary as BERT's embedding table counts it: the file's lines."""
     need_file(vocab, "BERT vocabulary", VOCAB_DOWNLOAD)
     lines = vocab.read_text(encoding="utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
     missing = [t for t in SPECIAL if t not in lines]
     if missing:
         raise GrmuError(f"{vocab} is not a BERT vocabulary: it lacks {', '.join(missing)}")
-    from transformers import BertTokenizerFast
+    try:
+        from transformers import BertTokenizerFast
+    except ImportError as e:
+        raise GrmuError.wrap("MultiNLI from text needs transformers: pip install 'grmu[text]'", e) from e
+    # positional: the vocab argument of transformers 4 and 5
+    return BertTokenizerFast(str(vocab), do_lower_case=True), len(lines)
 
-    return BertTokenizerFast(str(vocab), do_lower_case=True)  # positional: the vocab argument of v4 and v5
+
+# Where the fast tokenizer's normaliser differs from the Python BERT tokenizer that made the
+# cached features: it lower-cases letter by letter (Python's str.lower makes a word-final capital
+# sigma a final sigma, ς), and it does not split off the CJK Extension E ideographs U+2B820-U+2B91F
+# as words of their own. Done here first, the tokens are the same.
+CJK_EXT_E = re.compile("([\U0002B820-\U0002B91F])")
+
+
+def glue_text(text: str) -> str:
+    return CJK_EXT_E.sub(r" \1 ", text.lower())
 
 
 def encode_pair(a: list[int], b: list[int] | None, max_length: int, cls: int, sep: int) -> np.ndarray:
@@ -262,8 +280,10 @@ def encode_pairs(tok, s1: list[str], s2: list[str], max_length: int) -> np.ndarr
     """The ``N x 3 x max_length`` rows of sentence pairs (``encode_pair``), tokenised in batch."""
     from tqdm.auto import tqdm
 
-    ids_a = tok(s1, add_special_tokens=False)["input_ids"]
-    ids_b = tok(s2, add_special_tokens=False)["input_ids"]
+    if not s1:
+        return np.zeros((0, 3, max_length), dtype=np.int32)
+    ids_a = tok([glue_text(t) for t in s1], add_special_tokens=False)["input_ids"]
+    ids_b = tok([glue_text(t) for t in s2], add_special_tokens=False)["input_ids"]
     cls, sep = tok.convert_tokens_to_ids(["[CLS]", "[SEP]"])
     tokens = np.zeros((len(s1), 3, max_length), dtype=np.int32)
     for i in tqdm(range(len(s1)), desc="encoding MultiNLI pairs", unit="pair", file=sys.stderr,
@@ -274,7 +294,7 @@ def encode_pairs(tok, s1: list[str], s2: list[str], max_length: int) -> np.ndarr
 
 def read_text(folder: Path, vocab: Path, max_length: int):
     need_dir(folder, "MultiNLI text folder (for datasets.multinli.source text)", TEXT_DOWNLOAD)
-    tok = bert_tokenizer(vocab)
+    tok, vocab_size = bert_tokenizer(vocab)
     s1, s2, labels = [], [], []
     for name in TEXT_FILES:
         a, b, y = read_tsv(folder / name)
@@ -282,4 +302,4 @@ def read_text(folder: Path, vocab: Path, max_length: int):
         s2 += b
         labels.append(y)
     tokens = encode_pairs(tok, s1, s2, max_length)
-    return tokens, np.concatenate(labels), f"{folder}/{{{','.join(TEXT_FILES)}}}", len(tok)
+    return tokens, np.concatenate(labels), f"{folder}/{{{','.join(TEXT_FILES)}}}", vocab_size

@@ -114,7 +114,8 @@ def install(repo: str | Path = ".", cache: str | Path | None = None) -> Path:
     fetch(cache)
     page = template(cache)
     target = repo / ".dvc" / TEMPLATE_NAME
-    tmp = target.with_suffix(".tmp")
+    tmp = repo / ".dvc" / "tmp" / f"{TEMPLATE_NAME}.tmp"  # DVC's own git-ignored folder
+    tmp.parent.mkdir(exist_ok=True)
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(target)
     with Repo(str(repo)) as r, r.config.edit("local") as conf:
