@@ -73,7 +73,8 @@ def test_plots_render(repo):
     path, run = repo
     dvc(run, "plots", "show", "-o", "plots_html")
     html = (path / "plots_html" / "index.html").read_text()
-    assert "ga_vs_ratio" in html and "group_acc" in html
+    assert "GA__forget-group_test_accuracy__vs_unlearning_ratio" in html and "Per-group_test_accuracy" in html
+    assert "plots_group_acc_csv" not in html  # the plot data are drawn once, by the named plots
 
 
 def test_exp_run_with_new_method_reruns_only_unlearn_evaluate_aggregate(repo):
