@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from grmu.config import load_params, validate
+from grmu.config import validate
 from grmu.metrics import METRIC_KEYS, avg_gap, tow
 from grmu.stages import evaluate, forget_set, prepare, pretrain, retrain, unlearn
 
@@ -45,8 +45,9 @@ def parse_grid(items: list[str]) -> list[tuple[str, list]]:
 
 
 def params_with(path, overrides: list[str]) -> dict:
-    """The params file at ``path`` with ``key=value`` overrides, validated."""
-    params = load_params(path)
+    """The params file at ``path`` with ``key=value`` overrides, validated (so that a dataset
+    set here gets its own training protocol)."""
+    params = yaml.safe_load(Path(path).read_text())
     for key, values in parse_grid(overrides):
         set_key(params, key, values[0])
     return validate(params)

@@ -252,6 +252,21 @@ def make_bert_folder(folder: Path, width: int = 16) -> Path:
     return Path(folder)
 
 
+def make_weights(root: Path) -> Path:
+    """What the real datasets' training protocols read from ``root`` (a data_dir): random
+    ResNet-18 weights as ``resnet18.a1_in1k.safetensors`` and a tiny BERT as ``bert-base-uncased/``
+    (over ``make_multinli``'s vocabulary, which is the same)."""
+    import torch
+    from safetensors.torch import save_file
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    save_file(resnet18(weights=None).state_dict(), str(Path(root) / "resnet18.a1_in1k.safetensors"))
+    make_bert_folder(Path(root) / "bert-base-uncased")
+    return Path(root)
+
+
 MAKERS = {"celeba": make_celeba, "waterbirds": make_waterbirds, "fairface": make_fairface,
           "multinli": make_multinli}
 

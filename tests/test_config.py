@@ -82,14 +82,29 @@ def test_no_param_is_named_like_a_key_dvc_drops_from_the_run_cache():
 
 
 def test_each_default_has_one_home():
-    """params.yaml holds every value except those a recipe may set: `unlearn.*` (defaults in
-    grmu.recipes.UNLEARN_DEFAULTS) and `methods.<m>.*` (defaults in each method's registration)
-    are null there, with exactly the registered keys; `datasets.<d>` has exactly the dataset's keys."""
-    from grmu.config import LOOP_KEYS
+    """params.yaml holds every value except those a recipe or a protocol may set: `unlearn.*`
+    (defaults in grmu.recipes.UNLEARN_DEFAULTS), `methods.<m>.*` (defaults in each method's
+    registration) and `model.*`, `train.*`, `retrain.*` (grmu.protocols.DEFAULTS) are null
+    there, with exactly the registered keys; `datasets.<d>` has exactly the dataset's keys."""
+    from pathlib import Path
+
+    import yaml
+
+    from grmu.config import LOOP_KEYS, SCHEMA
     from grmu.data import list_datasets
     from grmu.methods import list_methods
+    from grmu.protocols import DEFAULTS
     from grmu.recipes import UNLEARN_DEFAULTS
 
+    def leaves(d, prefix=""):
+        for k, v in d.items():
+            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    for section, defaults in DEFAULTS.items():
+        assert [k for k, _ in leaves(raw[section])] == [k for k, _ in leaves(defaults)], section
+        assert [k for k, _ in leaves(SCHEMA[section])] == [k for k, _ in leaves(defaults)], section
+        assert all(v is None for _, v in leaves(raw[section])), section
     p = repo_params()
     assert set(UNLEARN_DEFAULTS) == set(LOOP_KEYS) == set(p["unlearn"])
     assert all(v is None for k, v in p["unlearn"].items() if k != "sam")

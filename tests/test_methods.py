@@ -368,7 +368,9 @@ def test_miu_marginals(prep, split, pretrained):
 
 
 def test_miu_tuning_steps_features_and_model_mode(prep, split, pretrained):
-    ctx = make_ctx(prep, split, pretrained, "miu", tune_steps_first=7, tune_steps=3)
+    """grmu's reading of the paper: mi_original tuned on the original's features, eval mode."""
+    grmu = {"original_features": "original", "tune_mode": "eval", "original_mode": "eval"}
+    ctx = make_ctx(prep, split, pretrained, "miu", tune_steps_first=7, tune_steps=3, **grmu)
     st = miu_mod.MIU(ctx)
     steps = []
     for opt in st.optimizers:
@@ -389,15 +391,14 @@ def test_miu_tuning_steps_features_and_model_mode(prep, split, pretrained):
 
     # the epoch-0 shortcut (the model's features for both estimators) changes nothing: tuning
     # the same steps with the original model's own forward passes gives the same estimators
-    short = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", tune_steps_first=4))
-    long = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", tune_steps=4))
+    short = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", tune_steps_first=4, **grmu))
+    long = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", tune_steps=4, **grmu))
     short.tune(0)
     long.tune(1)
     for a, b in zip(short.estimators, long.estimators):
         assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
 
-    code = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", tune_steps_first=3,
-                                original_features="unlearned", tune_mode="train"))
+    code = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", tune_steps_first=3))  # the defaults: the code's
     orig_calls.clear()
     code.ctx.original.features = ctx.original.features
     before = state(code.ctx.model)
@@ -405,6 +406,71 @@ def test_miu_tuning_steps_features_and_model_mode(prep, split, pretrained):
     assert not orig_calls  # the official code tunes both estimators on the unlearned features
     changed = [k for k, v in state(code.ctx.model).items() if not torch.equal(v, before[k])]
     assert changed and all("running" in k or "num_batches" in k for k in changed)  # BN stats only
+
+
+def test_miu_defaults_run_as_the_official_code(prep, split, pretrained, monkeypatch):
+    """Fact sheet §5.5 / §8.4: 101 then 11 estimator updates, both estimators tuned on the
+    unlearned model's features in train mode (its BN running stats absorb the tuning batches),
+    the tuning batches always augmented, z_o from the original model in train mode."""
+    spec = get_method("miu")
+    assert {k: spec.options[k] for k in ("tune_steps_first", "tune_steps", "original_features", "tune_mode",
+                                         "tune_augment", "original_mode", "marginal")} == {
+        "tune_steps_first": 101, "tune_steps": 11, "original_features": "unlearned", "tune_mode": "train",
+        "tune_augment": "always", "original_mode": "train", "marginal": "uniform"}
+    augmented = []
+    real_aug = miu_mod.train_augmentation
+
+    def recording_augmentation(prep_):
+        aug = real_aug(prep_)
+        return lambda x, gen: (augmented.append(len(x)), aug(x, gen))[1]
+
+    monkeypatch.setattr(miu_mod, "train_augmentation", recording_augmentation)
+    ctx = make_ctx(prep, split, pretrained, "miu", **{k: spec.options[k] for k in ("tune_steps_first", "tune_steps")},
+                   mine_hidden=16, cfg=unlearn_cfg(augment=False, batch_size=8))
+    st = miu_mod.MIU(ctx)
+    steps = []
+    for opt in st.optimizers:
+        real_step = opt.step
+        opt.step = lambda *a, _s=real_step, **k: (steps.append(1), _s(*a, **k))[1]
+    orig_calls = []
+    real_features = st.original.features
+    st.original.features = lambda x: (orig_calls.append(len(x)), real_features(x))[1]
+    before = state(ctx.model)
+    st.tune(0)
+    assert len(steps) == 2 * 101 and len(augmented) == 101 and not orig_calls
+    changed = [k for k, v in state(ctx.model).items() if not torch.equal(v, before[k])]
+    assert changed and all("running" in k or "num_batches" in k for k in changed)
+    st.tune(1)
+    assert len(steps) == 2 * 112 and len(augmented) == 112 and not orig_calls  # unlearned features only
+    not_always = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", tune_steps_first=3, tune_augment="unlearn",
+                                      cfg=unlearn_cfg(augment=False)))
+    augmented.clear()
+    not_always.tune(0)
+    assert not augmented
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_miu_original_mode_sets_how_z_o_is_computed(prep, split, pretrained, mode):
+    ctx = make_ctx(prep, split, pretrained, "miu", tune_steps_first=0, original_mode=mode)
+    st = miu_mod.MIU(ctx)
+    kept = state(ctx.original)
+    _, remaining = split
+    x, y, g = inputs(prep, remaining[:32])
+    with torch.no_grad():
+        batch_stats = copy.deepcopy(ctx.original).train().features(x)
+        running_stats = ctx.original.eval().features(x)
+    seen = []
+    real = st.mi_original.forward
+    st.mi_original.forward = lambda z, *a: (seen.append(z.clone()), real(z, *a))[1]
+    copy_before = state(st.original)
+    st.retain_loss(ctx.model.train(), x, y, g)
+    want = batch_stats if mode == "train" else running_stats
+    assert torch.allclose(seen[0], want, atol=1e-5) and not torch.allclose(batch_stats, running_stats, atol=1e-3)
+    assert st.original.training == (mode == "train") and all(not p.requires_grad for p in st.original.parameters())
+    assert (st.original is ctx.original) == (mode == "eval")
+    assert all(torch.equal(v, kept[k]) for k, v in state(ctx.original).items())  # the context's original untouched
+    drifted = any(not torch.equal(v, copy_before[k]) for k, v in state(st.original).items())
+    assert drifted == (mode == "train")  # the code's original model: BN running stats drift
 
 
 @pytest.mark.parametrize("marginal", ["shuffle", "uniform"])
@@ -439,8 +505,8 @@ def test_miu_losses_send_gradients_to_the_model_only(prep, split, pretrained, op
     forget, remaining = split
     body = [p for n, p in model.named_parameters() if n.startswith("body.")]
     orig_calls = []
-    real_features = ctx.original.features
-    ctx.original.features = lambda x: (orig_calls.append(len(x)), real_features(x))[1]
+    real_features = st.original.features  # MIU's own copy of the original (original_mode: train)
+    st.original.features = lambda x: (orig_calls.append(len(x)), real_features(x))[1]
     for loss_fn, idx in ((st.forget_loss, forget), (st.retain_loss, remaining)):
         model.zero_grad(set_to_none=True)
         x, y, g = inputs(prep, idx[:32])

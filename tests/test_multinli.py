@@ -377,10 +377,11 @@ def test_dvc_exp_run_on_the_multinli_fixture(tmp_path):
 
     root = tmp_path / "raw"
     fx.make_multinli(root, features=False)
-    path, run = copy_repo(tmp_path / "repo", {"ratios": [0.5]})
+    fx.make_weights(root)  # the protocol's BERT folder: a tiny one
+    protocol = {"model": {"width": None}, "train": {"epochs": None, "batch_size": None, "warmup_epochs": None}}
+    path, run = copy_repo(tmp_path / "repo", {"ratios": [0.5], **protocol})
     res = dvc(run, "exp", "run", "-S", "dataset=multinli", "-S", f"data_dir={root}",
-              "-S", f"datasets.multinli.max_length={L}", "-S", "model.arch=tiny_bert", "-S", "train.optimizer=adamw",
-              "-S", "train.lr=0.001", "-S", "train.weight_decay=0", "-S", "train.augment=false", "-S", "method=miu")
+              "-S", f"datasets.multinli.max_length={L}", "-S", "method=miu")
     assert {"prepare", "pretrain@1", "retrain@reweight-0.5-1", "unlearn@0.5-1", "evaluate@unlearned-0.5-1",
             "aggregate"} <= ran_stages(res.stdout)
     meta = json.loads((path / "data/prepared/meta.json").read_text())
@@ -388,3 +389,6 @@ def test_dvc_exp_run_on_the_multinli_fixture(tmp_path):
     forget = json.loads((path / "data/forget/0.5-1.json").read_text())
     assert forget["groups"] == [[2, 1]] and forget["size"] == 3
     assert 0 < json.loads((path / "metrics/summary.json").read_text())["avg_gap"] <= 100
+    info = torch.load(path / "models/pretrain/1.pt", weights_only=True)["info"]  # the paper's BERT protocol
+    assert info["model"] == {"arch": "bert", "width": 16, "pretrained": str(root / "bert-base-uncased")}
+    assert (info["train"]["optimizer"], info["train"]["lr"], info["train"]["epochs"]) == ("adamw", 1e-5, 30)

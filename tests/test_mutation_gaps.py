@@ -191,9 +191,9 @@ def _stub_training(monkeypatch):
 
     seen = {}
 
-    def fake(params, cfg, prep, idx, seed, out, live_dir, name, loss=ce_loss, weights=None):
+    def fake(params, cfg, prep, idx, seed, out, live_dir, name, loss=ce_loss, weights=None, settings=None):
         seen.update(params=params, cfg=cfg, prep=prep, idx=idx, seed=seed, out=out, live_dir=live_dir, name=name,
-                    loss=loss, weights=weights)
+                    loss=loss, weights=weights, settings=settings)
         return {"name": name}
 
     monkeypatch.setattr(retrain, "train_and_save", fake)
@@ -227,6 +227,7 @@ def test_retrain_trains_on_the_remaining_set_with_its_variants_settings(prep, pr
     assert np.array_equal(seen["idx"], idx) and np.array_equal(seen["prep"].g, prep.g)
     assert seen["cfg"] == {**q["train"], "lr": 0.7, "batch_size": 64}
     assert q["train"]["lr"] == 0.03  # the params themselves are left alone
+    assert seen["settings"] == ({"eta": 2.5} if variant == "gdro" else {})  # recorded in the checkpoint
     if variant == "erm":
         assert seen["weights"] is None and seen["loss"] is ce_loss
     elif variant == "reweight":

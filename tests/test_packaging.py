@@ -110,6 +110,12 @@ def test_installing_the_package_into_an_empty_venv_gives_a_working_grmu(tmp_path
     assert "scrub" in methods and "miu" in methods and "rum" in methods
     datasets = subprocess.run([grmu, "datasets"], capture_output=True, text=True, cwd=tmp_path, check=True).stdout
     assert "colored_mnist" in datasets and "multinli" in datasets
+    # the package data: recipes, training protocols and the paper's tables
+    recipes = subprocess.run([grmu, "recipes", "celeba"], capture_output=True, text=True, cwd=tmp_path, check=True).stdout
+    assert "celeba (training protocol)" in recipes and "miu+reweight" in recipes
+    rows = subprocess.run([python, "-c", "from grmu.report.paper import paper_table; print(len(paper_table()))"],
+                          capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    assert int(rows) == 888
     probe = "import importlib.util as u, grmu.stages.unlearn, grmu.report.compare; print(u.find_spec('transformers'))"
     out = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "None"  # the core install does not pull the text extra

@@ -422,10 +422,15 @@ def test_prepare_stage_fails_in_one_line_and_writes_nothing(tmp_path):
     ("fairface", ["-S", "forget.multi_group=3"], 9, None),  # the pool depends on the seeded 90/10 split
 ])
 def test_dvc_exp_run_on_a_real_dataset_fixture(tmp_path, name, extra, n_groups, pool):
+    """The dataset's training protocol as is (nothing shrunk but the images): ResNet-18 from the
+    fixture's weights, the paper's epochs, lr, batch, schedule and Group-DRO settings, recorded in
+    the checkpoints."""
     from tests._repo import copy_repo, dvc, ran_stages
+    from tests.test_protocols import PAPER
 
-    root = fx.MAKERS[name](tmp_path / "raw").parent
-    path, run = copy_repo(tmp_path / "repo", {"ratios": [0.5]})
+    root = fx.make_weights(fx.MAKERS[name](tmp_path / "raw").parent)
+    protocol = {"model": {"width": None}, "train": {"epochs": None, "batch_size": None, "warmup_epochs": None}}
+    path, run = copy_repo(tmp_path / "repo", {"ratios": [0.5], **protocol})
     res = dvc(run, "exp", "run", "-S", f"dataset={name}", "-S", f"data_dir={root}",
               "-S", f"datasets.{name}.image_size=16", *extra)
     stages = ran_stages(res.stdout)
@@ -439,3 +444,9 @@ def test_dvc_exp_run_on_a_real_dataset_fixture(tmp_path, name, extra, n_groups, 
     summary = json.loads((path / "metrics/summary.json").read_text())
     assert 0 < summary["avg_gap"] <= 100
     assert name in (path / "metrics/table.md").read_text()
+    want = PAPER[name]
+    pre = torch.load(path / "models/pretrain/1.pt", weights_only=True)["info"]
+    gdro = torch.load(path / "models/retrain_gdro/0.5-1.pt", weights_only=True)["info"]
+    assert pre["model"] == {**want["model"], "pretrained": str(root / "resnet18.a1_in1k.safetensors")}
+    assert {k: pre["train"][k] for k in want["train"]} == want["train"] and len(pre["history"]) == 30
+    assert (gdro["train"]["lr"], gdro["train"]["batch_size"], gdro["eta"]) == tuple(want["gdro"].values())

@@ -91,7 +91,7 @@ def test_cli_shows_a_recipe(capsys):
     out = capsys.readouterr().out
     assert "miu+reweight" in out and "lr=0.1" in out and "lambda_mi=1.0" in out
     assert main(["recipes", "nope"]) == 2
-    assert "unknown recipe 'nope'" in capsys.readouterr().err
+    assert "unknown recipe or protocol 'nope'" in capsys.readouterr().err
 
 
 def test_a_recipe_can_start_from_another(tmp_path, monkeypatch):

@@ -14,8 +14,9 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("methods", help="list unlearning methods (params: method, methods.<name>)")
     sub.add_parser("datasets", help="list datasets (params: dataset, datasets.<name>)")
-    rec = sub.add_parser("recipes", help="list hyperparameter recipes, or show what one sets (param: recipe)")
-    rec.add_argument("name", nargs="?", help="a recipe to show")
+    rec = sub.add_parser("recipes", help="list the recipes (unlearning) and training protocols (model, PRETRAIN, "
+                                         "RETRAIN), or show what one sets (params: recipe, protocol)")
+    rec.add_argument("name", nargs="?", help="a recipe or protocol to show (a dataset's name shows both)")
     rec.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.5, 0.9])
     rec.add_argument("--multi-group", type=int, default=None, help="FairFace: the 9 (3) or 25 (5) group forget sets")
     rep = sub.add_parser("report", help="compare every committed result and DVC experiment of a repo (table + figure)")
@@ -25,6 +26,9 @@ def main(argv=None) -> int:
     rep.add_argument("--dataset", default=None, help="report the results on this dataset (default: the newest's)")
     rep.add_argument("--exp", nargs="+", default=None, metavar="GLOB",
                      help="only the experiments whose name matches one of these shell patterns (e.g. 'gm-*')")
+    rep.add_argument("--paper", action="store_true",
+                     help="instead: the workspace's results next to the paper's published tables (ours / paper / "
+                          "difference, per ratio, model and metric)")
     page = sub.add_parser("plots-page", help="make `dvc plots show` / `dvc plots diff` pages render offline "
                                             "(writes .dvc/plots.html, sets plots.html_template locally)")
     page.add_argument("--repo", default=".", help="the DVC repository (default: here)")
@@ -44,6 +48,7 @@ def main(argv=None) -> int:
             print(f"{spec.name:14s} {_first_line(spec.doc)} (default forget groups {spec.forget_groups})")
     elif args.cmd == "recipes":
         from grmu import GrmuError
+        from grmu import protocols
         from grmu.recipes import available, load_recipe, recipe_table
 
         try:
@@ -53,10 +58,22 @@ def main(argv=None) -> int:
             if args.multi_group not in (None, 3, 5):
                 raise GrmuError(f"--multi-group {args.multi_group} is invalid; valid: 3 (9 groups), 5 (25 groups)")
             if args.name is None:
+                print("recipes (unlearning hyperparameters; param recipe):")
                 for name in available():
-                    print(f"{name:14s} {load_recipe(name)['description']}")
+                    print(f"  {name:14s} {load_recipe(name)['description']}")
+                print("training protocols (model, PRETRAIN, RETRAIN; param protocol):")
+                for name in protocols.available():
+                    print(f"  {name:14s} {protocols.load_protocol(name)['description']}")
+            elif args.name not in available() + protocols.available():
+                raise GrmuError(f"unknown recipe or protocol '{args.name}'; valid: "
+                                f"{', '.join(sorted(set(available() + protocols.available())))}")
             else:
-                print(recipe_table(args.name, args.ratios, args.multi_group))
+                parts = []
+                if args.name in protocols.available():
+                    parts.append(protocols.protocol_table(args.name))
+                if args.name in available():
+                    parts.append(recipe_table(args.name, args.ratios, args.multi_group))
+                print("\n\n".join(parts))
         except GrmuError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -65,7 +82,12 @@ def main(argv=None) -> int:
         from grmu.report.compare import report
 
         try:
-            print(report(args.repo, args.out, args.num, args.dataset, args.exp))
+            if args.paper:
+                from grmu.report.paper import report_paper
+
+                print(report_paper(args.repo))
+            else:
+                print(report(args.repo, args.out, args.num, args.dataset, args.exp))
         except GrmuError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

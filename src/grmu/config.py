@@ -7,7 +7,9 @@ default), and so is a file that lacks one (every key is needed; copy it from the
 ``params.yaml``). Sections whose keys are open (``datasets``, ``methods``) are checked by the
 dataset or method that reads them: a dataset's keys must all be given
 (``dataset_options``); a method's options default to the method's registered values
-(``section_options``), with the recipe in between (``grmu.recipes``).
+(``section_options``), with the recipe in between (``grmu.recipes``). Keys of ``model``,
+``train`` and ``retrain`` left ``null`` take the dataset's training protocol's value, else the
+built-in default (``grmu.protocols``): ``validate`` returns them filled in.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from grmu import GrmuError
+from grmu.protocols import resolve as resolve_protocol
 
 LOOP_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_epochs", "schedule", "augment",
              "optimizer", "sam")
@@ -32,20 +35,23 @@ SCHEMA: dict = {
     "method": None,
     "reweight": None,
     "recipe": None,
+    "protocol": None,
     "forget": {"kind": None, "level": None, "count": None, "groups": None, "multi_group": None},
     "memorization": {"score": None, "models": None, "fraction": None, "epochs": None, "ft_lr": None, "ft_epochs": None,
                      "file": None, "key": None},
     "datasets": {},
-    "model": {"arch": None, "width": None, "pretrained": None},
+    "model": {"arch": None, "width": None, "pretrained": None, "precision": None},
     "train": {**dict.fromkeys(LOOP_KEYS), "sam": SAM_SCHEMA},
-    "retrain": {"erm": {"lr": None, "batch_size": None}, "reweight": {"lr": None, "batch_size": None},
-                "gdro": {"lr": None, "batch_size": None, "eta": None}},
+    "retrain": {"erm": {"lr": None, "batch_size": None, "precision": None},
+                "reweight": {"lr": None, "batch_size": None, "precision": None},
+                "gdro": {"lr": None, "batch_size": None, "precision": None, "eta": None}},
     "unlearn": {**dict.fromkeys(LOOP_KEYS), "sam": SAM_SCHEMA},
     "methods": {},
     "eval": {"batch_size": None, "mia": None, "reference": None},
 }
 
 OPEN_SECTIONS = {"datasets", "methods"}
+PRECISIONS = ("fp32", "bf16", "auto")  # model.precision (grmu.models.run_precision)
 SCHEDULES = ("cosine", "const")
 OPTIMIZERS = ("sgd", "adamw")
 MIA_MODES = ("best_of_grid", "single")
@@ -202,9 +208,11 @@ def validate(params: dict) -> dict:
     _check_keys(params, SCHEMA, "")
     _check_complete(params, SCHEMA, "")
     p = copy.deepcopy(params)
-    for key in ("dataset", "method", "recipe", "data_dir"):
+    for key in ("dataset", "method", "recipe", "protocol", "data_dir"):
         if not isinstance(p[key], str) or not p[key]:
             raise GrmuError(f"{key} must be a name (a non-empty string), got {p[key]!r}")
+    sections, _ = resolve_protocol(p)  # model / train / retrain keys left null: the protocol's, else the default
+    p.update(sections)
     for r in p["ratios"] if isinstance(p["ratios"], list) else []:
         if not _is_number(r) or not 0 < r <= 1:
             raise GrmuError(f"ratio {r!r} is outside (0, 1]; ratios must be numbers in (0, 1]")
@@ -221,8 +229,11 @@ def validate(params: dict) -> dict:
             finite_number(f"retrain.{variant}.lr", over["lr"], low=0, low_open=True)
         if over["batch_size"] is not None:
             positive_int(f"retrain.{variant}.batch_size", over["batch_size"])
+        if over["precision"] is not None:
+            _choice(f"retrain.{variant}.precision", over["precision"], PRECISIONS)
     finite_number("retrain.gdro.eta", p["retrain"]["gdro"]["eta"], low=0, low_open=True)
     positive_int("model.width", p["model"]["width"])
+    _choice("model.precision", p["model"]["precision"], PRECISIONS)
     for key in ("arch", "pretrained"):
         if not isinstance(p["model"][key], str) or not p["model"][key]:
             raise GrmuError(f"model.{key} must be a non-empty string, got {p['model'][key]!r}")

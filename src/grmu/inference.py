@@ -2,7 +2,9 @@
 
 ``predict`` gives logits in eval mode (restoring the model's mode afterwards);
 ``predictions`` gives the predicted class and per-sample cross-entropy of named index sets,
-as full-length arrays for the pure metric formulas in ``grmu.metrics``.
+as full-length arrays for the pure metric formulas in ``grmu.metrics``. A model whose
+``precision`` is ``bf16`` runs under bf16 autocast (``autocast``), and its losses are computed
+in bf16 from its bf16 logits, as the official code's (so the MIA sees bf16-rounded losses).
 """
 from __future__ import annotations
 
@@ -11,6 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from grmu.prepared import Prepared
+
+
+def autocast(model):
+    """bf16 autocast on the model's device when ``model.precision`` is ``bf16``, else a no-op."""
+    dev = next(model.parameters()).device
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=getattr(model, "precision", "fp32") == "bf16")
 
 
 def to_input(batch: torch.Tensor, device) -> torch.Tensor:
@@ -31,7 +39,8 @@ def predict(model, prep: Prepared, idx: np.ndarray, batch_size: int = 512) -> to
     idx_t = torch.as_tensor(idx, dtype=torch.long)
     for start in range(0, len(idx_t), batch_size):
         x = to_input(prep.inputs[idx_t[start : start + batch_size]], dev)
-        out.append(model(x).float().cpu())
+        with autocast(model):
+            out.append(model(x).float().cpu())  # bf16 logits are exact in float32
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, prep.n_classes)
 
@@ -52,8 +61,12 @@ def predictions(model, prep: Prepared, sets: dict[str, np.ndarray], batch_size: 
     elsewhere. Each set is predicted on its own, in its own batches."""
     n = len(prep.y)
     pred, loss = np.full(n, -1, dtype=np.int64), np.full(n, np.nan, dtype=np.float32)
+    bf16 = getattr(model, "precision", "fp32") == "bf16"
     for idx in sets.values():
         logits = predict(model, prep, idx, batch_size)
         pred[idx] = logits.argmax(1).numpy()
-        loss[idx] = F.cross_entropy(logits, torch.as_tensor(prep.y[idx]), reduction="none").numpy()
+        if bf16:  # back to the bf16 logits (exact), the loss computed in bf16
+            logits = logits.to(torch.bfloat16)
+        ce = F.cross_entropy(logits, torch.as_tensor(prep.y[idx]), reduction="none")
+        loss[idx] = ce.float().numpy()
     return pred, loss

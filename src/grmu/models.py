@@ -24,12 +24,23 @@ BERT_HOWTO = ("a Hugging Face bert-base-uncased folder: config.json, model.safet
               "vocab.txt; e.g. `hf download bert-base-uncased --local-dir <folder>` on a machine with internet")
 
 
+def run_precision(precision: str, dev: torch.device) -> str:
+    """The precision a model of ``model.precision`` (``grmu.config.PRECISIONS``) runs in on device
+    ``dev``: ``fp32`` or ``bf16`` (``auto``: bf16 on a CUDA device, as the official code, else fp32)."""
+    return "bf16" if precision == "bf16" or (precision == "auto" and dev.type == "cuda") else "fp32"
+
+
 class Net(nn.Module):
+    """``precision``: ``"bf16"`` runs the forward passes of training, unlearning and inference
+    under bf16 autocast (``grmu.inference.autocast``), ``"fp32"`` in float32; the weights are
+    float32 either way."""
+
     def __init__(self, body: nn.Module, feat_dim: int, n_classes: int):
         super().__init__()
         self.body = body
         self.head = nn.Linear(feat_dim, n_classes)
         self.feat_dim = feat_dim
+        self.precision = "fp32"
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -250,7 +261,9 @@ def new_model(model_cfg: dict, prep, seed: int | None = None, *, load_weights: b
 
     if seed is not None:
         seed_everything(seed)
-    return model_for(model_cfg, prep, load_weights=load_weights).to(device())
+    net = model_for(model_cfg, prep, load_weights=load_weights).to(device())
+    net.precision = run_precision(model_cfg.get("precision", "fp32"), device())
+    return net
 
 
 def save_checkpoint(path, model: Net, info: dict) -> None:

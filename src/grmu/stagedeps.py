@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository (src/grmu/ -> root)
 SRC = ROOT / "src"
 CODE_SUFFIXES = (".py", ".yaml")
 # data files that a module reads at run time, relative to src/
-READS = {"grmu/recipes/__init__.py": ("grmu/recipes/*.yaml",)}
+READS = {"grmu/recipes/__init__.py": ("grmu/recipes/*.yaml",), "grmu/protocols/__init__.py": ("grmu/protocols/*.yaml",)}
 
 
 def module_path(name: str) -> Path | None:

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from grmu import GrmuError
 from grmu.augment import train_augmentation
-from grmu.inference import model_accuracy, to_input
+from grmu.inference import autocast, model_accuracy, to_input
 from grmu.prepared import Prepared
 from grmu.sam import active as sam_active
 from grmu.sam import sam_gradient
@@ -183,7 +183,8 @@ def fit(
     bar = tqdm(range(cfg["epochs"]), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
     for epoch in bar:
         if on_epoch_start is not None:
-            on_epoch_start(epoch)
+            with autocast(model):  # e.g. MIU's estimator tuning runs the model too
+                on_epoch_start(epoch)
         epoch_passes = passes(epoch)
         steps = sum(p.n_batches() for p in epoch_passes)
         step, row = 0, {"epoch": epoch}
@@ -235,8 +236,14 @@ def fit(
 
 def update(model, st: Step, args: list, opt: torch.optim.Optimizer, loop_sam: dict | None, where: str) -> float:
     """One update of ``model`` by ``opt`` on a batch (``args``: x, y, g[, partner]); returns the
-    loss. ``where`` names the place in the run for the message when the loss is not finite."""
-    loss = st.loss(model, *args)
+    loss. ``where`` names the place in the run for the message when the loss is not finite.
+    The forward passes run under the model's autocast (bf16 models), the backward outside it."""
+
+    def forward():
+        with autocast(model):
+            return st.loss(model, *args)
+
+    loss = forward()
     value = float(loss.detach())
     if not math.isfinite(value):  # a diverged run must never become a result
         raise GrmuError(where.format(value) + "; the run diverged and nothing was saved: lower the learning rate")
@@ -244,7 +251,7 @@ def update(model, st: Step, args: list, opt: torch.optim.Optimizer, loop_sam: di
     loss.backward()
     sam = st.sam if st.sam is not None else loop_sam
     if sam_active(sam):
-        sam_gradient(model, lambda: st.loss(model, *args), sam, st.before_combine)
+        sam_gradient(model, forward, sam, st.before_combine)
     if st.after_backward is not None:
         st.after_backward(model)
     opt.step()

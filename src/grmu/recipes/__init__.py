@@ -25,6 +25,7 @@ import yaml
 
 from grmu import GrmuError
 from grmu.config import check_loop_section, section_options
+from grmu.protocols import SAM_DEFAULTS
 
 HERE = Path(__file__).parent
 # the paper's common unlearning setup (fact sheet §5.1): the value of an `unlearn` key that
@@ -40,7 +41,7 @@ UNLEARN_DEFAULTS = {
     "augment": True,
     "optimizer": "sgd",
     # SAM as an unlearning algorithm (grmu.sam); each key resolved on its own
-    "sam": {"mode": "none", "rho": 0.1, "lamb": 1.0, "adaptive": False},
+    "sam": SAM_DEFAULTS,
 }
 MATCH_KEYS = ("method", "reweight", "ratio", "multi_group")
 ENTRY_KEYS = set(MATCH_KEYS) | {"unlearn", "options", "note"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from grmu.inference import predictions
 from grmu.metrics import EVAL_SETS, split_metrics, subset_accuracies
-from grmu.models import load_checkpoint, new_model
+from grmu.models import load_checkpoint, new_model, run_precision
 from grmu.prepared import load_prepared
 from grmu.runtime import device, run_info, write_json
 from grmu.splits import load_forget, remaining_indices
@@ -16,6 +16,8 @@ def run(params: dict, prepared, checkpoint, forget_path, model_name: str, out) -
     model = new_model(params["model"], prep, seed=None, load_weights=False)
     info = load_checkpoint(checkpoint, model)
     model.to(device()).eval()
+    if "precision" in info.get("model", {}):  # a reference model is evaluated in the precision it trained in
+        model.precision = run_precision(info["model"]["precision"], device())
     forget = fs["forget"]
     sets = dict(zip(EVAL_SETS, (remaining_indices(prep, forget), forget, prep.indices("val"), prep.indices("test"))))
     pred, loss = predictions(model, prep, sets, params["eval"]["batch_size"])

@@ -9,14 +9,18 @@ import numpy as np
 
 from grmu.models import new_model, save_checkpoint
 from grmu.prepared import Prepared, load_prepared
+from grmu.protocols import protocol_name
 from grmu.runtime import close_live, live_run, run_info
 from grmu.train import Pass, ce_loss, fit
 
 
 def train_and_save(params: dict, cfg: dict, prep: Prepared, idx: np.ndarray, seed: int, out, live_dir, name: str,
-                   loss=ce_loss, weights: np.ndarray | None = None) -> dict:
+                   loss=ce_loss, weights: np.ndarray | None = None, settings: dict | None = None) -> dict:
     """Train a fresh model of ``params['model']`` with ``cfg`` on samples ``idx`` (drawn with
-    ``weights`` when given), keep the best-validation-accuracy epoch and save it to ``out``."""
+    ``weights`` when given), keep the best-validation-accuracy epoch and save it to ``out``.
+
+    The checkpoint's info records the model, ``cfg``, the protocol and ``settings`` (a
+    variant's own, e.g. Group-DRO's eta) next to the training history."""
     model = new_model(params["model"], prep, seed)
     with live_run(live_dir) as live:
         p = Pass("train", idx, loss, cfg["batch_size"], weights)
@@ -24,7 +28,9 @@ def train_and_save(params: dict, cfg: dict, prep: Prepared, idx: np.ndarray, see
         model, history = fit(model, prep, lambda e: [p], cfg, seed=seed, val_idx=prep.indices("val"),
                              select_best=True, live=live, desc=f"{name} s{seed}")
         seconds = time.time() - t0
-        info = {"name": name, "seed": seed, "n_train": int(len(idx)), "history": history, "run": run_info(seed)}
+        info = {"name": name, "seed": seed, "n_train": int(len(idx)), "protocol": protocol_name(params),
+                "model": dict(params["model"]), "train": cfg, **(settings or {}), "history": history,
+                "run": run_info(seed)}
         close_live(live, "train_seconds", seconds)
         save_checkpoint(out, model.cpu(), info)
     best = max(h["val_acc"] for h in history)

@@ -26,14 +26,17 @@ def run(params: dict, prepared, variant: str, forget_path, seed: int, out, live_
     cfg = dict(params["train"])
     cfg["lr"] = overrides["lr"] or cfg["lr"]
     cfg["batch_size"] = overrides["batch_size"] or cfg["batch_size"]
-    weights, loss = None, ce_loss
+    if overrides["precision"] is not None:  # e.g. the official Group-DRO runs in fp32
+        params = {**params, "model": {**params["model"], "precision": overrides["precision"]}}
+    weights, loss, settings = None, ce_loss, {}
     if variant == "reweight":
         weights = reweight_weights(prep.g[prep.indices("train")], prep.g[idx], prep.n_groups)
     elif variant == "gdro":
         weights = group_balanced_weights(prep.g[idx], prep.n_groups)
         dro = GroupDRO(prep.n_groups, overrides["eta"])
+        settings = {"eta": overrides["eta"]}
 
         def loss(model, x, y, g):
             return dro(model(x), y, g)
 
-    return train_and_save(params, cfg, prep, idx, seed, out, live_dir, f"retrain_{variant}", loss, weights)
+    return train_and_save(params, cfg, prep, idx, seed, out, live_dir, f"retrain_{variant}", loss, weights, settings)

@@ -1,0 +1,143 @@
+"""Training protocols: the model and the PRETRAIN / RETRAIN settings of a dataset.
+
+A protocol is a YAML file in this folder (``<name>.yaml``; optional ``base: <other protocol>``,
+whose values come first) with any of the sections ``model``, ``train`` and ``retrain`` of
+``params.yaml``::
+
+    description: "CelebA, the paper's PRETRAIN/RETRAIN (fact sheet §4.2)"
+    model: {arch: resnet18, pretrained: "{data_dir}/resnet18.a1_in1k.safetensors"}
+    train: {epochs: 30, batch_size: 32, lr: 0.01, weight_decay: 1.0e-4, warmup_epochs: 2}
+    retrain: {gdro: {lr: 0.1, batch_size: 256, eta: 0.1}}
+
+``{data_dir}`` in a protocol's text is replaced by the run's ``data_dir``. Precedence, lowest
+first: the built-in defaults below < the protocol < ``params.yaml``, key by key; a key left
+``null`` in ``params.yaml`` takes the protocol's value. ``protocol: auto`` uses the protocol
+named like the dataset when there is one (the embedded datasets have none: the defaults below
+are their small CPU setup). The unlearning hyperparameters are the recipes' (``grmu.recipes``).
+"""
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from grmu import GrmuError
+
+HERE = Path(__file__).parent
+SAM_DEFAULTS = {"mode": "none", "rho": 0.1, "lamb": 1.0, "adaptive": False}  # grmu.sam: plain steps
+# the value of a model / train / retrain key that neither params.yaml nor the protocol sets: the
+# embedded datasets' small CPU setup (a small CNN, 10 epochs)
+DEFAULTS = {
+    "model": {"arch": "small_cnn", "width": 16, "pretrained": "none", "precision": "fp32"},
+    "train": {"epochs": 10, "batch_size": 64, "lr": 0.02, "momentum": 0.9, "weight_decay": 0.002,
+              "warmup_epochs": 1, "schedule": "cosine", "augment": True, "optimizer": "sgd", "sam": SAM_DEFAULTS},
+    # a RETRAIN variant's lr / batch_size / precision left null trains with train's / the model's
+    "retrain": {"erm": {"lr": None, "batch_size": None, "precision": None},
+                "reweight": {"lr": None, "batch_size": None, "precision": None},
+                "gdro": {"lr": None, "batch_size": None, "precision": None, "eta": 0.1}},
+}
+FILE_KEYS = {"description", "base", *DEFAULTS}
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in HERE.glob("*.yaml"))
+
+
+def _check_section(name: str, given, defaults: dict, prefix: str) -> None:
+    if not isinstance(given, dict):
+        raise GrmuError(f"protocol {name}: '{prefix}' must be a mapping, got {given!r}")
+    for key, value in given.items():
+        if key not in defaults:
+            raise GrmuError(f"protocol {name}: unknown key '{prefix}.{key}'; valid: {', '.join(defaults)}")
+        if isinstance(defaults[key], dict):
+            _check_section(name, value, defaults[key], f"{prefix}.{key}")
+
+
+def _merge(low: dict, high: dict) -> dict:
+    out = copy.deepcopy(low)
+    for key, value in high.items():
+        out[key] = _merge(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
+@lru_cache(maxsize=None)
+def _load(name: str) -> dict:
+    path = HERE / f"{name}.yaml"
+    if not path.exists():
+        raise GrmuError(f"unknown protocol '{name}'; valid: auto, none, {', '.join(available())}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise GrmuError(f"protocol {name}: {path} must hold a mapping, got {data!r}")
+    bad = set(data) - FILE_KEYS
+    if bad:
+        raise GrmuError(f"protocol {name}: unknown key(s) {sorted(bad)}; valid: {sorted(FILE_KEYS)}")
+    for section, defaults in DEFAULTS.items():
+        _check_section(name, data.get(section, {}), defaults, section)
+    values = {s: data.get(s, {}) for s in DEFAULTS}
+    if data.get("base"):  # another protocol's values first, this file's override them
+        values = _merge(_load(data["base"])["values"], values)
+    return {"description": data.get("description", ""), "values": values}
+
+
+def load_protocol(name: str) -> dict:
+    """``{"description": str, "values": {"model": {...}, "train": {...}, "retrain": {...}}}``
+    of protocol ``name`` (with its base), checked for unknown keys."""
+    return copy.deepcopy(_load(name))
+
+
+def protocol_name(params: dict) -> str | None:
+    """The protocol a run uses: ``params['protocol']`` with ``auto`` resolved; None for none."""
+    name = params.get("protocol", "auto")
+    if name == "none":
+        return None
+    if name == "auto":
+        return params["dataset"] if params["dataset"] in available() else None
+    _load(name)  # refuses unknown names
+    return name
+
+
+def _pick(given, proto, default, data_dir: str, key: str, source: dict):
+    if isinstance(default, dict):
+        out = {}
+        for sub, sub_default in default.items():
+            out[sub] = _pick((given or {}).get(sub), (proto or {}).get(sub), sub_default, data_dir, f"{key}.{sub}",
+                             source)
+        return out
+    if given is not None:
+        source[key] = "params"
+        return given
+    if proto is not None:
+        source[key] = "protocol"
+        return proto.replace("{data_dir}", data_dir) if isinstance(proto, str) else proto
+    source[key] = "default"
+    return default
+
+
+def resolve(params: dict) -> tuple[dict, dict]:
+    """``(sections, source)``: the final ``model``, ``train`` and ``retrain`` sections of a run
+    (params over the protocol over ``DEFAULTS``) and, per dotted key, where its value came from
+    (``params``, ``protocol`` or ``default``)."""
+    name = protocol_name(params)
+    values = load_protocol(name)["values"] if name else {}
+    sections, source = {}, {}
+    for section, defaults in DEFAULTS.items():
+        sections[section] = _pick(params.get(section) or {}, values.get(section), defaults, str(params["data_dir"]),
+                                  section, source)
+    return sections, source
+
+
+def protocol_table(name: str, data_dir: str = "<data_dir>") -> str:
+    """Every key of model / train / retrain under protocol ``name``, marked where it is the default."""
+    sections, source = resolve({"protocol": name, "dataset": name, "data_dir": data_dir})
+    lines = [f"{name} (training protocol): {load_protocol(name)['description']}"]
+    for key, src in source.items():
+        section, *rest = key.split(".")
+        value = sections[section]
+        for part in rest:
+            value = value[part]
+        if value is None:
+            value = "as model" if key.endswith("precision") else "as train"
+        lines.append(f"  {key:28s} {value}{'' if src == 'protocol' else '  (default)'}")
+    return "\n".join(lines)
