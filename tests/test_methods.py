@@ -367,18 +367,23 @@ def test_miu_marginals(prep, split, pretrained):
     assert set(uniform.tolist()) == {0, 1, 2, 3}
 
 
+def spy_tuning(st):
+    """Record each estimator update and each batch MIU's original model computes features of."""
+    steps, orig_calls = [], []
+    for opt in st.optimizers:
+        real_step = opt.step
+        opt.step = lambda *a, _s=real_step, **k: (steps.append(1), _s(*a, **k))[1]
+    real_features = st.original.features
+    st.original.features = lambda x: (orig_calls.append(len(x)), real_features(x))[1]
+    return steps, orig_calls
+
+
 def test_miu_tuning_steps_features_and_model_mode(prep, split, pretrained):
     """grmu's reading of the paper: mi_original tuned on the original's features, eval mode."""
     grmu = {"original_features": "original", "tune_mode": "eval", "original_mode": "eval"}
     ctx = make_ctx(prep, split, pretrained, "miu", tune_steps_first=7, tune_steps=3, **grmu)
     st = miu_mod.MIU(ctx)
-    steps = []
-    for opt in st.optimizers:
-        real_step = opt.step
-        opt.step = lambda *a, _s=real_step, **k: (steps.append(1), _s(*a, **k))[1]
-    orig_calls = []
-    real_features = ctx.original.features
-    ctx.original.features = lambda x: (orig_calls.append(len(x)), real_features(x))[1]
+    steps, orig_calls = spy_tuning(st)
     bn_before = state(ctx.model)
     m0 = [p.detach().clone() for p in st.mi_unlearning.parameters()]
     st.tune(0)
@@ -400,7 +405,7 @@ def test_miu_tuning_steps_features_and_model_mode(prep, split, pretrained):
 
     code = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", tune_steps_first=3))  # the defaults: the code's
     orig_calls.clear()
-    code.ctx.original.features = ctx.original.features
+    code.original.features = st.original.features  # the recorder
     before = state(code.ctx.model)
     code.tune(0)
     assert not orig_calls  # the official code tunes both estimators on the unlearned features
@@ -428,13 +433,7 @@ def test_miu_defaults_run_as_the_official_code(prep, split, pretrained, monkeypa
     ctx = make_ctx(prep, split, pretrained, "miu", **{k: spec.options[k] for k in ("tune_steps_first", "tune_steps")},
                    mine_hidden=16, cfg=unlearn_cfg(augment=False, batch_size=8))
     st = miu_mod.MIU(ctx)
-    steps = []
-    for opt in st.optimizers:
-        real_step = opt.step
-        opt.step = lambda *a, _s=real_step, **k: (steps.append(1), _s(*a, **k))[1]
-    orig_calls = []
-    real_features = st.original.features
-    st.original.features = lambda x: (orig_calls.append(len(x)), real_features(x))[1]
+    steps, orig_calls = spy_tuning(st)
     before = state(ctx.model)
     st.tune(0)
     assert len(steps) == 2 * 101 and len(augmented) == 101 and not orig_calls

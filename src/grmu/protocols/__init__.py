@@ -87,15 +87,21 @@ def load_protocol(name: str) -> dict:
     return copy.deepcopy(_load(name))
 
 
-def protocol_name(params: dict) -> str | None:
-    """The protocol a run uses: ``params['protocol']`` with ``auto`` resolved; None for none."""
-    name = params.get("protocol", "auto")
+def chosen_file(name: str, dataset: str, names: list[str], load) -> str | None:
+    """The value of a ``recipe`` / ``protocol`` param resolved: ``none`` -> None, ``auto`` -> the
+    file named like ``dataset`` (None when there is none), else ``name`` itself once ``load``
+    has accepted it (it refuses unknown names)."""
     if name == "none":
         return None
     if name == "auto":
-        return params["dataset"] if params["dataset"] in available() else None
-    _load(name)  # refuses unknown names
+        return dataset if dataset in names else None
+    load(name)
     return name
+
+
+def protocol_name(params: dict) -> str | None:
+    """The protocol a run uses: ``params['protocol']`` with ``auto`` resolved; None for none."""
+    return chosen_file(params.get("protocol", "auto"), params["dataset"], available(), _load)
 
 
 def _pick(given, proto, default, data_dir: str, key: str, source: dict):

@@ -25,7 +25,7 @@ import yaml
 
 from grmu import GrmuError
 from grmu.config import check_loop_section, section_options
-from grmu.protocols import SAM_DEFAULTS
+from grmu.protocols import SAM_DEFAULTS, chosen_file
 
 HERE = Path(__file__).parent
 # the paper's common unlearning setup (fact sheet §5.1): the value of an `unlearn` key that
@@ -74,13 +74,7 @@ def load_recipe(name: str) -> dict:
 
 def recipe_name(params: dict) -> str | None:
     """The recipe a run uses: ``params['recipe']`` with ``auto`` resolved; None for no recipe."""
-    name = params.get("recipe", "auto")
-    if name == "none":
-        return None
-    if name == "auto":
-        return params["dataset"] if params["dataset"] in available() else None
-    load_recipe(name)  # refuses unknown names
-    return name
+    return chosen_file(params.get("recipe", "auto"), params["dataset"], available(), load_recipe)
 
 
 def matches(entry: dict, context: dict) -> bool:
