@@ -88,6 +88,19 @@ def test_params_beat_the_protocol_key_by_key_and_protocol_none_drops_it():
     assert named["train"]["schedule"] == "const" and named["retrain"]["gdro"]["eta"] == 1e-3
 
 
+def test_a_protocols_weights_stay_with_its_architecture():
+    """Choosing another model on a real dataset does not drag the protocol's ResNet weights along."""
+    p, source = P.resolve(raw_params(dataset="celeba", data_dir=D, model={"arch": "small_cnn"}))
+    assert p["model"] == {"arch": "small_cnn", "width": 16, "pretrained": "none", "precision": "auto"}
+    assert source["model.pretrained"] == "default" and p["train"]["epochs"] == 30
+    same, _ = P.resolve(raw_params(dataset="celeba", data_dir=D, model={"arch": "resnet18"}))
+    assert same["model"]["pretrained"] == f"{D}/resnet18.a1_in1k.safetensors"
+    tiny = validate(raw_params(dataset="multinli", data_dir=D, model={"arch": "tiny_bert"}))
+    assert tiny["model"]["pretrained"] == "none"  # and check_params accepts tiny_bert then
+    given = validate(raw_params(dataset="celeba", data_dir=D, model={"arch": "small_cnn", "pretrained": "/w.pth"}))
+    assert given["model"]["pretrained"] == "/w.pth"  # a value given in params stays
+
+
 def test_validation_is_idempotent_and_leaves_its_input_alone():
     raw = raw_params(dataset="fairface", data_dir=D)
     before = copy.deepcopy(raw)

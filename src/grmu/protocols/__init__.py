@@ -11,7 +11,9 @@ whose values come first) with any of the sections ``model``, ``train`` and ``ret
 
 ``{data_dir}`` in a protocol's text is replaced by the run's ``data_dir``. Precedence, lowest
 first: the built-in defaults below < the protocol < ``params.yaml``, key by key; a key left
-``null`` in ``params.yaml`` takes the protocol's value. ``protocol: auto`` uses the protocol
+``null`` in ``params.yaml`` takes the protocol's value. One exception: a protocol's
+``model.pretrained`` belongs to its ``model.arch``, so when ``params.yaml`` picks another
+architecture, ``pretrained`` left null is the default (``none``). ``protocol: auto`` uses the protocol
 named like the dataset when there is one (the embedded datasets have none: the defaults below
 are their small CPU setup). The unlearning hyperparameters are the recipes' (``grmu.recipes``).
 """
@@ -131,6 +133,10 @@ def resolve(params: dict) -> tuple[dict, dict]:
     for section, defaults in DEFAULTS.items():
         sections[section] = _pick(params.get(section) or {}, values.get(section), defaults, str(params["data_dir"]),
                                   section, source)
+    proto_model = values.get("model") or {}
+    if source["model.pretrained"] == "protocol" and sections["model"]["arch"] != proto_model.get("arch"):
+        sections["model"]["pretrained"] = DEFAULTS["model"]["pretrained"]  # the weights of another architecture
+        source["model.pretrained"] = "default"
     return sections, source
 
 
