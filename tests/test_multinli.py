@@ -390,5 +390,6 @@ def test_dvc_exp_run_on_the_multinli_fixture(tmp_path):
     assert forget["groups"] == [[2, 1]] and forget["size"] == 3
     assert 0 < json.loads((path / "metrics/summary.json").read_text())["avg_gap"] <= 100
     info = torch.load(path / "models/pretrain/1.pt", weights_only=True)["info"]  # the paper's BERT protocol
-    assert info["model"] == {"arch": "bert", "width": 16, "pretrained": str(root / "bert-base-uncased")}
+    assert info["model"] == {"arch": "bert", "width": 16, "pretrained": str(root / "bert-base-uncased"),
+                             "precision": "fp32"}
     assert (info["train"]["optimizer"], info["train"]["lr"], info["train"]["epochs"]) == ("adamw", 1e-5, 30)

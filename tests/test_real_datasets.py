@@ -449,4 +449,6 @@ def test_dvc_exp_run_on_a_real_dataset_fixture(tmp_path, name, extra, n_groups, 
     gdro = torch.load(path / "models/retrain_gdro/0.5-1.pt", weights_only=True)["info"]
     assert pre["model"] == {**want["model"], "pretrained": str(root / "resnet18.a1_in1k.safetensors")}
     assert {k: pre["train"][k] for k in want["train"]} == want["train"] and len(pre["history"]) == 30
-    assert (gdro["train"]["lr"], gdro["train"]["batch_size"], gdro["eta"]) == tuple(want["gdro"].values())
+    g = want["gdro"]
+    assert (gdro["train"]["lr"], gdro["train"]["batch_size"], gdro["eta"], gdro["model"]["precision"]) == (
+        g["lr"], g["batch_size"], g["eta"], g["precision"])
