@@ -5,6 +5,7 @@
 # with the cache that run filled (warm), and prints the seconds and the ratios.
 #
 #   bash bench/setup_timing.sh            # pip and uv (uv pinned as in tools/setup.sh)
+#   bash bench/setup_timing.sh uv         # one installer only
 #
 # Network-bound: run it alone, on a quiet connection; it downloads the lock twice (~6 GB
 # unpacked each, with the CUDA libraries torch's wheel pulls) and removes everything after.
@@ -21,7 +22,7 @@ install() {  # installer cache-dir venv (runs in $(...), where errexit is not in
     local start end
     start=$(date +%s.%N)
     if [ "$1" = uv ]; then
-        UV_CACHE_DIR="$2" "$3/bin/uv" pip install --python "$3/bin/python" -q -r requirements.txt -c constraints.txt -e .
+        UV_CACHE_DIR="$2" "$3/bin/uv" pip install --python "$3/bin/python" -q --compile-bytecode -r requirements.txt -c constraints.txt -e .
     else
         PIP_CACHE_DIR="$2" "$3/bin/pip" install -q --disable-pip-version-check -r requirements.txt -c constraints.txt -e .
     fi
@@ -32,11 +33,13 @@ install() {  # installer cache-dir venv (runs in $(...), where errexit is not in
 }
 
 declare -A t
-for installer in pip uv; do
+installers=${*:-pip uv}
+for installer in $installers; do
     t[$installer-cold]=$(install "$installer" "$work/cache-$installer" "$work/venv")
     t[$installer-warm]=$(install "$installer" "$work/cache-$installer" "$work/venv")
     echo "$installer: cold ${t[$installer-cold]} s, warm ${t[$installer-warm]} s"
 done
+[ -n "${t[pip-cold]:-}" ] && [ -n "${t[uv-cold]:-}" ] || exit 0
 python3 - "${t[pip-cold]}" "${t[pip-warm]}" "${t[uv-cold]}" "${t[uv-warm]}" <<'PY'
 import sys
 pc, pw, uc, uw = map(float, sys.argv[1:])

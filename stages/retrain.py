@@ -1,5 +1,10 @@
 """Stages `retrain@{variant}-{ratio}-{seed}`: train from scratch on the remaining set only
 (variant erm | reweight | gdro), keep the best-validation epoch."""
+from grmu.warm import hand_over
+
+if __name__ == "__main__":
+    hand_over()  # runs this script in a warm fork that has imported torch already (grmu.warm)
+
 from grmu.config import load_params
 from grmu.runtime import ArgumentParser, stage_main
 from grmu.stages import retrain

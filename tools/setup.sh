@@ -13,7 +13,9 @@ UV_VERSION=0.13.8
 python3 -m venv .venv
 if [ "${GRMU_INSTALLER:-uv}" = uv ]; then
     .venv/bin/pip install -q --disable-pip-version-check "uv==$UV_VERSION"
-    .venv/bin/uv pip install --python .venv/bin/python -q -r requirements.txt -c constraints.txt -e .
+    # --compile-bytecode: uv (unlike pip) writes no .pyc by default, and where PYTHONDONTWRITEBYTECODE is
+    # set (many containers) every stage would then compile torch's sources again: seconds per stage
+    .venv/bin/uv pip install --python .venv/bin/python -q --compile-bytecode -r requirements.txt -c constraints.txt -e .
 else
     .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt -e .
 fi
