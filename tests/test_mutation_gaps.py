@@ -5,6 +5,8 @@ ddof, an output key or column that no other fast test read. Small, CPU, asymmetr
 """
 import json
 
+import os
+
 import numpy as np
 import pytest
 
@@ -289,10 +291,16 @@ class _Recorder:
         assert X.shape == (len(lab), 1)
         return self
 
+    def set_params(self, **kw):
+        self.kw = {**self.kw, **kw}
+        return self
+
     def predict(self, X):
+        assert self.kw.get("n_jobs", 1) == 1, "predictions summed on several threads: order not fixed"
         return np.full(len(X), _Recorder.answers[self.i][0])
 
     def predict_proba(self, X):
+        assert self.kw.get("n_jobs", 1) == 1, "predictions summed on several threads: order not fixed"
         p = np.linspace(0, 1, len(X)) if _Recorder.answers[self.i][1] == "up" else np.linspace(1, 0, len(X))
         return np.stack([1 - p, p], 1)
 
@@ -314,12 +322,13 @@ def test_mia_fits_the_papers_forest_grid_by_default_and_one_forest_in_single_mod
     losses = [np.linspace(0, 1, 8) for _ in range(4)]
     recorder.answers = [(1, "up")] * 6
     assert mia_efficacy(*losses)["MIA_config"] == "20-gini"
-    assert recorder.made == [{"n_estimators": n, "criterion": c, "random_state": 0, "n_jobs": 1} for n, c in MIA_GRID]
+    cores = -1  # trees grown on every core (the forest does not depend on it)
+    assert recorder.made == [{"n_estimators": n, "criterion": c, "random_state": 0, "n_jobs": cores} for n, c in MIA_GRID]
     assert [(n, c) for n, c in MIA_GRID] == [(20, "gini"), (20, "entropy"), (50, "gini"), (50, "entropy"),
                                              (100, "gini"), (100, "entropy")]
     recorder.made = []
     mia_efficacy(*losses, mode="single")
-    assert recorder.made == [{"n_estimators": 100, "criterion": "gini", "random_state": 0, "n_jobs": 1}]
+    assert recorder.made == [{"n_estimators": 100, "criterion": "gini", "random_state": 0, "n_jobs": cores}]
 
 
 def test_mia_keeps_the_first_forest_of_the_best_efficacy_and_its_auc(recorder):

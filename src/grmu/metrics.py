@@ -98,7 +98,9 @@ def mia_efficacy(loss_remaining, loss_val, loss_forget, loss_test, mode: str = "
     our default) fits the 6 forests n_estimators ∈ {20, 50, 100} × criterion ∈ {gini,
     entropy} (random_state 0) and reports the highest efficacy, which is optimistic;
     ``single`` fits only (100, gini). Also returns that forest's AUC of P(member) on
-    forget (1) vs test (0).
+    forget (1) vs test (0). The trees are grown on every core this process may use (n_jobs=-1; each
+    tree's seed is drawn before they are spread, so the forest is the same); predictions
+    sum the trees in order on one thread, so the floating-point sums are the same too.
     """
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import roc_auc_score
@@ -108,8 +110,9 @@ def mia_efficacy(loss_remaining, loss_val, loss_forget, loss_test, mode: str = "
     grid = MIA_GRID if mode == "best_of_grid" else [(100, "gini")]
     best = None
     for n, crit in grid:
-        rf = RandomForestClassifier(n_estimators=n, criterion=crit, random_state=0, n_jobs=1)
+        rf = RandomForestClassifier(n_estimators=n, criterion=crit, random_state=0, n_jobs=-1)
         rf.fit(X, lab)
+        rf.set_params(n_jobs=1)
         eff = float((rf.predict(np.reshape(loss_forget, (-1, 1))) == 0).mean() * 100)
         if best is None or eff > best["MIA"]:
             scores = rf.predict_proba(np.concatenate([loss_forget, loss_test]).reshape(-1, 1))[:, 1]
