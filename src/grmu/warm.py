@@ -18,7 +18,10 @@ BLAS and torch read at import, so a different venv, PYTHONPATH or thread setting
 server.
 
 The stage computes exactly what a cold process computes (each stage seeds every generator it
-uses; tests/test_warm.py checks byte-identical outputs). ``GRMU_WARM=0`` runs every stage in
+uses; tests/test_warm.py checks byte-identical outputs). The server runs no tensor operation,
+so no torch/OpenMP thread pool exists when it forks; the OpenBLAS pools that numpy and scipy
+start at import stop at a fork and restart in the child (their own ``pthread_atfork`` handlers,
+as with ``multiprocessing``'s fork start). ``GRMU_WARM=0`` runs every stage in
 its own process as before; when the server cannot be reached or started, the stage runs cold.
 
     python -m grmu.warm status | stop     # this environment's server
@@ -266,6 +269,9 @@ def serve(path: str, idle: float | None = None) -> None:
     import importlib
 
     idle = float(os.environ.get("GRMU_WARM_IDLE", IDLE)) if idle is None else idle
+    # should anything ask torch whether CUDA is there, ask NVML, never the CUDA driver: a process
+    # that initialised the driver cannot hand it to its forks (checked below for torch's own state)
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
     for name in PRELOAD:
         try:
             importlib.import_module(name)
