@@ -37,7 +37,11 @@ elif mode == "raise":
 elif mode == "sleep":
     open(sys.argv[2], "w").write(str(os.getpid()))
     import time
-    time.sleep(60)
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:  # Ctrl-C reaches the stage itself (e.g. to remove a half-written folder)
+        open(sys.argv[2] + ".interrupted", "w").close()
+        raise
 '''
 
 
@@ -115,8 +119,10 @@ def test_the_child_runs_the_grmu_code_on_disk(probe):
         init.write_text(original)
 
 
-@pytest.mark.parametrize("how", ["term", "kill"])
+@pytest.mark.parametrize("how", ["int", "term", "kill"])
 def test_a_stopped_client_stops_its_child(probe, tmp_path, how):
+    """Ctrl-C and SIGTERM are passed on to the stage (SIGINT: it sees KeyboardInterrupt, as a
+    cold stage would); a client killed outright takes its stage with it."""
     _, run, _ = probe
     pidfile = tmp_path / "pid"
     p = run("sleep", pidfile)
@@ -126,8 +132,11 @@ def test_a_stopped_client_stops_its_child(probe, tmp_path, how):
         time.sleep(0.1)
     child = int(pidfile.read_text())
     assert child != p.pid
-    p.send_signal(signal.SIGTERM if how == "term" else signal.SIGKILL)
+    p.send_signal({"int": signal.SIGINT, "term": signal.SIGTERM, "kill": signal.SIGKILL}[how])
     p.communicate(timeout=30)
+    if how == "int":
+        assert Path(f"{pidfile}.interrupted").exists(), "SIGINT was not passed on to the stage"
+        assert p.returncode != 0
     deadline = time.monotonic() + 10
     while Path(f"/proc/{child}").exists() and Path(f"/proc/{child}/status").read_text().find("zombie") < 0:
         assert time.monotonic() < deadline, f"child {child} still runs after the client got SIG{how.upper()}"
