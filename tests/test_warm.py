@@ -96,6 +96,22 @@ def test_child_takes_over_the_process_state(probe):
     assert hot["umask"] == cold["umask"]
 
 
+def test_a_script_run_inside_another_program_is_not_handed_over(probe):
+    """runpy from a test (tests/test_bad_inputs.py runs stage scripts so): the script runs in
+    that process, which goes on afterwards (a hand-over would end it with the stage's code)."""
+    import json
+
+    tmp, _, env = probe
+    code = ("import runpy, sys; sys.argv = ['probe.py', 'state']; "
+            "runpy.run_path('probe.py', run_name='__main__'); print('still here')")
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=tmp, env={**env, "GRMU_WARM": "1"}, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rc, out, err = finish(p)
+    assert rc == 0, err
+    assert json.loads(out.splitlines()[0])["pid"] == p.pid
+    assert out.splitlines()[-1] == "still here"
+
+
 def test_exit_codes_and_errors_pass_through(probe):
     _, run, _ = probe
     assert finish(run("exit", 3))[0] == 3

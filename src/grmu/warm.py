@@ -151,10 +151,21 @@ def _start_server(path: str) -> socket.socket | None:
     return None
 
 
+def _is_program(script: str) -> bool:
+    """``script`` is the program this interpreter was started to run (``python script args``),
+    not a file run from inside another program (``runpy`` in a test, a notebook)."""
+    try:
+        return sys.orig_argv[-len(sys.argv):] == sys.argv and os.path.samefile(sys.argv[0], script)
+    except (OSError, AttributeError, ValueError):
+        return False
+
+
 def hand_over() -> None:
-    """Run this stage script in a warm child and exit with its exit code; returns (and the
-    script runs here, cold) when warm start-up is off or no server can be reached."""
-    if not enabled():
+    """Run the calling stage script in a warm child and exit with its exit code; returns (and
+    the script runs here, cold) when warm start-up is off, when the script is not this
+    process's program (run from inside another one, which must go on) or when no server can
+    be reached."""
+    if not enabled() or not _is_program(sys._getframe(1).f_globals.get("__file__", "")):
         return
     try:
         path = socket_path()
