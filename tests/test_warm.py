@@ -112,6 +112,20 @@ def test_a_script_run_inside_another_program_is_not_handed_over(probe):
     assert out.splitlines()[-1] == "still here"
 
 
+def test_a_server_that_cannot_start_leaves_the_stage_to_run_cold_at_once(probe, tmp_path):
+    import json
+
+    _, run, _ = probe
+    (tmp_path / "run").mkdir(mode=0o700)
+    t0 = time.monotonic()
+    p = run("state", env={"XDG_RUNTIME_DIR": str(tmp_path / "run"), "GRMU_WARM_IDLE": "not-a-number"})
+    code, out, err = finish(p)
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["pid"] == p.pid
+    assert time.monotonic() - t0 < 60  # not the 120 s a client waits for a server that is starting
+    assert "not-a-number" in next((tmp_path / "run").rglob("*.log")).read_text()
+
+
 def test_exit_codes_and_errors_pass_through(probe):
     _, run, _ = probe
     assert finish(run("exit", 3))[0] == 3

@@ -140,10 +140,11 @@ def _start_server(path: str) -> socket.socket | None:
         if conn is not None:
             return conn
         with open(path + ".log", "ab") as log:  # the server runs in its private folder, with this environment
-            subprocess.Popen([sys.executable, "-m", "grmu.warm", "serve", path], stdin=subprocess.DEVNULL,
-                             stdout=log, stderr=log, cwd=os.path.dirname(path), start_new_session=True, close_fds=True)
+            server = subprocess.Popen([sys.executable, "-m", "grmu.warm", "serve", path], stdin=subprocess.DEVNULL,
+                                      stdout=log, stderr=log, cwd=os.path.dirname(path), start_new_session=True,
+                                      close_fds=True)
         deadline = time.monotonic() + CONNECT_WAIT
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and server.poll() is None:  # a server that failed: run cold now
             conn = _connect(path)
             if conn is not None:
                 return conn
