@@ -253,3 +253,34 @@ def test_kill_9_mid_training_then_rerun_gives_the_clean_result(tmp_path):
     after_kill = (path / "models/pretrain/1.pt").read_bytes()
     dvc(run, "repro", "--force", "pretrain@1")
     assert (path / "models/pretrain/1.pt").read_bytes() == after_kill
+
+
+def test_independent_stages_run_in_parallel_as_they_run_one_after_the_other(tmp_path):
+    """The README's way to use several GPUs or cores: the shared upstream once, then one
+    `dvc --wait-for-lock repro --single-item --glob PATTERN` per lane, at the same time (without
+    --single-item each lane re-checks the upstream stages and asks for a write lock on outputs
+    that the other lanes are reading). DVC ends with a clean status and the same models as one
+    `dvc repro` running them one after the other."""
+    import subprocess
+
+    from ._repo import repo_env
+
+    lanes = ["retrain@erm-*", "retrain@reweight-*", "retrain@gdro-*"]
+    models = {}
+    for mode in ("serial", "parallel"):
+        path, run = copy_repo(tmp_path / mode)
+        dvc(run, "repro", "forget_set", "pretrain")
+        if mode == "serial":
+            dvc(run, "repro", "--glob", *lanes)
+        else:
+            procs = [subprocess.Popen([sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", "--glob", lane],
+                                      cwd=path, env=repo_env(path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True) for lane in lanes]
+            outs = [p.communicate(timeout=900)[0] for p in procs]
+            assert all(p.returncode == 0 for p in procs), "\n".join(o[-2000:] for o in outs)
+            assert [len(ran_stages(o)) for o in outs] == [2, 2, 2]  # each lane ran its own stages only
+        status = dvc(run, "status", "retrain").stdout  # every retrain@ stage
+        assert "up to date" in status, status
+        models[mode] = {p.relative_to(path): p.read_bytes() for p in sorted((path / "models").rglob("retrain_*/*.pt"))}
+    assert len(models["serial"]) == 6
+    assert models["parallel"] == models["serial"]

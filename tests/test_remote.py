@@ -169,3 +169,34 @@ def test_exp_run_pull_restores_the_unlearning_from_the_pushed_run_cache(clone, p
     assert ran_stages(res.stdout) == {"aggregate"}  # its outputs live in git, not in the run-cache
     assert "Stage 'unlearn@1.0-1' is cached - skipping run" in res.stdout
     assert_same_models(pushed_exp, e)
+
+
+def test_two_machines_split_the_stages_through_a_shared_remote(tmp_path):
+    """Machine A runs the upstream and the RETRAIN stages, machine B (a clone of the same
+    commit) the unlearning; each pushes outputs and run-cache to the shared remote, nothing is
+    committed in between. B's `dvc repro --pull unlearn` restores A's upstream instead of running
+    it, and A, finishing, restores B's unlearning and runs only the evaluations and aggregate."""
+    a, run_a = copy_repo(tmp_path / "A", OVER)
+    dvc(run_a, "remote", "add", "-d", "team", str(tmp_path / "store"))
+    run_a("git", "commit", "-qam", "the team's remote")
+    b = tmp_path / "B"
+    run_a("git", "clone", "-q", str(a), str(b))
+    run_b = runner(b)
+
+    dvc(run_a, "repro", "forget_set", "pretrain")
+    assert ran_stages(dvc(run_a, "repro", "--single-item", "--glob", "retrain@*").stdout) == {
+        "retrain@erm-1.0-1", "retrain@reweight-1.0-1", "retrain@gdro-1.0-1"}
+    dvc(run_a, "push", "--run-cache")
+
+    # memorization@1 writes a plot with cache: false, so the run-cache cannot restore it: it runs
+    # again (for group forget sets it computes nothing), and its unchanged output keeps forget_set
+    # restored from A's run
+    assert ran_stages(dvc(run_b, "repro", "--pull", "unlearn").stdout) == {"memorization@1", "unlearn@1.0-1"}
+    dvc(run_b, "push", "--run-cache")
+
+    finish = ran_stages(dvc(run_a, "repro", "--pull").stdout)
+    assert finish == {"evaluate_pretrain@1.0-1", "aggregate"} | {
+        f"evaluate@{m}-1.0-1" for m in ("retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")}
+    assert UP_TO_DATE in dvc(run_a, "status").stdout
+    for f in ("models/unlearned/1.0-1.pt", "models/pretrain/1.pt"):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
