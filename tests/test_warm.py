@@ -175,9 +175,14 @@ def test_a_stopped_client_stops_its_child(probe, tmp_path, how):
 
 def test_server_key_follows_the_environment(monkeypatch):
     base = warm._key()
-    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    threads = os.environ.get("OMP_NUM_THREADS")  # set by tools/mutation.sh, e.g.
+    monkeypatch.setenv("OMP_NUM_THREADS", "7" if threads != "7" else "8")
     assert warm._key() != base
-    monkeypatch.delenv("OMP_NUM_THREADS")
+    if threads is None:
+        monkeypatch.delenv("OMP_NUM_THREADS")
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    assert warm._key() == base
     monkeypatch.setenv("DVC_EXP_NAME", "anything")  # not read at import: same server
     assert warm._key() == base
     monkeypatch.setattr(sys, "path", sys.path + ["/nonexistent-folder"])
