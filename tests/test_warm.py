@@ -203,6 +203,7 @@ def test_a_shared_socket_folder_is_refused(probe, tmp_path):
     assert not list((shared / f"grmu-warm-{os.getuid()}").iterdir())
 
 
+@pytest.mark.slow  # a copy of the repository and ten stage processes
 def test_stage_outputs_are_byte_identical_warm_and_cold(tmp_path):
     """prepare, forget_set, pretrain, unlearn and evaluate of the shrunk default, once in their
     own processes and once handed over: the same bytes."""
