@@ -6,6 +6,7 @@ if __name__ == "__main__":
     hand_over()  # runs this script in a warm fork that has imported torch already (grmu.warm)
 
 from grmu.config import load_params
+from grmu.distributed import processes
 from grmu.runtime import ArgumentParser, stage_main
 from grmu.stages import retrain
 
@@ -20,7 +21,9 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--live", help="dvclive directory for training curves")
     args = ap.parse_args()
-    retrain.run(load_params(args.params), args.prepared, args.variant, args.forget, args.seed, args.out, args.live)
+    params = load_params(args.params)
+    with processes(params["distributed"]):  # several under torchrun (grmu.distributed)
+        retrain.run(params, args.prepared, args.variant, args.forget, args.seed, args.out, args.live)
 
 
 if __name__ == "__main__":

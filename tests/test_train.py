@@ -65,6 +65,45 @@ def test_fit_stops_after_the_epoch_its_stop_hook_ends(prep):
     assert [h["epoch"] for h in hist] == [0, 1] and seen == [1, 2]
 
 
+def test_pass_loss_weights_batches_and_names_the_first_bad_step():
+    """A pass's loss: per batch the sum of its updates' losses, weighted by the batch size; the
+    first non-finite one stops the run with its batch number."""
+    from grmu import GrmuError
+    from grmu.train import pass_loss
+
+    t = [torch.tensor(v, dtype=torch.float64) for v in (1.0, 3.0, 0.5, 0.25)]
+    assert pass_loss(t[:2], [(2, 1), (6, 1)], None) == pytest.approx((1 * 2 + 3 * 6) / 8)
+    assert pass_loss(t, [(4, 2), (1, 2)], None) == pytest.approx((4 * 4 + 0.75 * 1) / 5)  # 2 updates per batch
+    assert pass_loss([], [], None) == 0.0
+    bad = [torch.tensor(v, dtype=torch.float64) for v in (1.0, 2.0, float("inf"), float("nan"))]
+    with pytest.raises(GrmuError, match=r"^batch 2 got inf; the run diverged and nothing was saved"):
+        pass_loss(bad, [(3, 1)] * 4, lambda k, v: f"batch {k} got {v}")
+    with pytest.raises(GrmuError, match=r"^batch 1 got nan"):  # the second update of batch 1
+        pass_loss(bad[:2] + bad[3:], [(3, 1), (3, 2)], lambda k, v: f"batch {k} got {v}")
+
+
+def test_a_diverged_step_is_named_by_its_place_in_the_epoch(prep):
+    """The message names the epoch, the pass and the step counted over the epoch's passes, with
+    that step's lr (here the 2nd batch of the 2nd pass of epoch 2: step 3, lr 0.05 * 0.5)."""
+    from grmu import GrmuError
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = build_model({"arch": "small_cnn", "width": 8}, 2, prep.meta["input_shape"])
+    tr = prep.indices("train")[:256]
+    calls = []
+
+    def loss(m, x, y, g):
+        calls.append(1)
+        out = F.cross_entropy(m(x), y)
+        return out * float("nan") if len(calls) == 6 else out
+
+    passes = lambda e: [Pass("a", tr, batch_size=128), Pass("b", tr, loss, batch_size=128)]  # noqa: E731
+    cfg = {**CFG, "epochs": 3, "schedule": "cosine", "warmup_epochs": 1}
+    with pytest.raises(GrmuError, match=r"train: the loss became nan in epoch 2, pass 'b', step 3 at lr 0\.025;"):
+        fit(model, prep, passes, cfg, seed=0)
+
+
 def test_unlearning_keeps_the_last_epoch(prep):
     """UnlearnContext.fit does no model selection: the model after the last epoch is returned."""
     from grmu.methods import UnlearnContext

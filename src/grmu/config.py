@@ -22,6 +22,8 @@ import yaml
 from grmu import GrmuError
 from grmu.protocols import resolve as resolve_protocol
 
+BACKENDS = ("auto", "nccl", "gloo")  # distributed.backend (grmu.distributed)
+
 LOOP_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_epochs", "schedule", "augment",
              "optimizer", "sam")
 SAM_SCHEMA = {"mode": None, "rho": None, "lamb": None, "adaptive": None}  # grmu.sam
@@ -48,6 +50,7 @@ SCHEMA: dict = {
     "unlearn": {**dict.fromkeys(LOOP_KEYS), "sam": SAM_SCHEMA},
     "methods": {},
     "eval": {"batch_size": None, "mia": None, "reference": None},
+    "distributed": {"processes": None, "backend": None},
 }
 
 OPEN_SECTIONS = {"datasets", "methods"}
@@ -238,6 +241,8 @@ def validate(params: dict) -> dict:
         if not isinstance(p["model"][key], str) or not p["model"][key]:
             raise GrmuError(f"model.{key} must be a non-empty string, got {p['model'][key]!r}")
     positive_int("eval.batch_size", p["eval"]["batch_size"])
+    positive_int("distributed.processes", p["distributed"]["processes"])
+    _choice("distributed.backend", p["distributed"]["backend"], BACKENDS)
     _choice("eval.mia", p["eval"]["mia"], MIA_MODES)
     _choice("eval.reference", p["eval"]["reference"], REFERENCES)
     groups = p["forget"]["groups"]

@@ -5,7 +5,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from grmu import GrmuError
+from grmu import GrmuError, distributed
+from grmu.distributed import all_sum
 from grmu.sam import at_perturbed_point
 
 
@@ -34,7 +35,8 @@ class GroupDRO:
     Per step: ``L_g`` = mean CE over the batch samples of group g (0 for absent groups);
     ``q <- q * exp(eta * L_g)``, normalised; loss = ``sum_g q_g * L_g``. ``q`` starts uniform
     and persists across steps. With SAM, ``q`` is updated on the first pass of a batch only (the
-    perturbed point's loss uses the updated ``q`` without moving it again).
+    perturbed point's loss uses the updated ``q`` without moving it again). Under DDP
+    (``grmu.distributed``) the group counts and losses are those of the global batch.
     """
 
     def __init__(self, n_groups: int, eta: float):
@@ -47,9 +49,14 @@ class GroupDRO:
     def __call__(self, logits: torch.Tensor, y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         per_sample = F.cross_entropy(logits, y, reduction="none")
         one_hot = F.one_hot(g, self.n_groups).to(per_sample.dtype)
-        counts = one_hot.sum(0)
-        group_loss = (one_hot * per_sample[:, None]).sum(0) / counts.clamp(min=1)
+        counts = all_sum(one_hot.sum(0))  # under DDP: of the global batch (grmu.distributed)
+        sums = (one_hot * per_sample[:, None]).sum(0)
+        group_loss = sums / counts.clamp(min=1)
         if not at_perturbed_point():
-            q = self.q.to(group_loss.device) * torch.exp(self.eta * group_loss.detach())
+            global_loss = all_sum(sums.detach()) / counts.clamp(min=1) if distributed.active() else group_loss.detach()
+            q = self.q.to(group_loss.device) * torch.exp(self.eta * global_loss)
             self.q = (q / q.sum()).detach()
-        return (self.q * group_loss).sum()
+        loss = (self.q * group_loss).sum()
+        if distributed.active():  # this process's part of the global loss, as a mean over its samples
+            loss = loss * (counts.sum() / max(len(y), 1))
+        return loss

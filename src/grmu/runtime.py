@@ -45,7 +45,7 @@ def _version(pkg: str) -> str:
 
 
 def run_info(seed: int | None = None) -> dict:
-    """Seed, package versions and device: stored next to every stage's outputs."""
+    """Seed, package versions, device and number of training processes (DDP): stored next to every stage's outputs."""
     import torch
 
     dev = device()
@@ -56,7 +56,10 @@ def run_info(seed: int | None = None) -> dict:
         "torch": str(torch.__version__),  # a plain str: TorchVersion is not plain data
         "torchvision": _version("torchvision"),
         "dvc": _version("dvc"),
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        # the CPU's vector instructions pick torch's kernels: float results differ between them
+        "device": (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+                   else f"cpu ({os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()})"),
+        "processes": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
     }
 
 

@@ -14,6 +14,11 @@ as NegGrad+ and Sharp MinMax) and ``steps`` (several updates per batch, each wit
 optimizer, SAM settings and gradient hook, as Sharp MinMax). With ``cfg['sam']`` (or a step's
 own ``sam``) in mode min/max each update is a SAM step (``grmu.sam``); mode none leaves the loop
 exactly as without it.
+
+Losses stay on the device until the end of a pass (one read-back per pass, not per step); a
+loss that is not finite then stops the run, naming its epoch, pass, step and lr. Under DDP
+(``grmu.distributed``: the training stages with ``distributed.processes > 1``) each process
+takes its share of every batch, its loss weighted by that share, through the DDP-wrapped model.
 """
 from __future__ import annotations
 
@@ -27,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from grmu import GrmuError
+from grmu import GrmuError, distributed
 from grmu.augment import train_augmentation
-from grmu.inference import autocast, model_accuracy, to_input
+from grmu.inference import autocast, channels_last, model_accuracy, to_input
 from grmu.prepared import Prepared
 from grmu.sam import active as sam_active
 from grmu.sam import sam_gradient
@@ -166,87 +171,126 @@ def fit(
     schedule(opt, 1.0)
     base_lr = base_lrs[id(opt)][0]
     best_acc, best_state, history = -1.0, None, []
-    y_all = torch.as_tensor(prep.y)
-    g_all = torch.as_tensor(prep.g)
-    augment = train_augmentation(prep) if cfg.get("augment") else None
+    inputs, y_all, g_all = prep.inputs, torch.as_tensor(prep.y), torch.as_tensor(prep.g)
+    if dev.type == "cuda" and inputs.nbytes < torch.cuda.mem_get_info(dev)[0] // 4:
+        # the whole dataset on the GPU: no gather or copy on the host per batch
+        inputs, y_all, g_all = inputs.to(dev), y_all.to(dev), g_all.to(dev)
+    augment = train_augmentation(prep) if cfg.get("augment") and prep.inputs.dim() == 4 else None
+    parallel = distributed.active()
 
     # partner batches (order and augmentation) draw from their own stream, so the main pass's
     # batches are the same with and without a partner
     partner_gen = torch.Generator().manual_seed(int(seed) + PARTNER_STREAM)
 
     def batch(b: torch.Tensor, rng: torch.Generator = gen) -> list:
-        x = to_input(prep.inputs[b], dev)
-        if augment is not None and x.dim() == 4:
-            x = augment(x, rng)
-        return [x, y_all[b].to(dev), g_all[b].to(dev)]
+        """The batch ``b`` (this process's share of it under DDP) on the device, augmented."""
+        mine, b = distributed.shard(len(b)), b.to(inputs.device)
+        if augment is None:
+            x = to_input(inputs[b[mine]], dev)
+        else:  # augmentation is drawn for the whole batch, as in one process
+            x = channels_last(augment(to_input(inputs[b], dev), rng)[mine])
+        return [x, y_all[b[mine]].to(dev), g_all[b[mine]].to(dev)]
 
-    bar = tqdm(range(cfg["epochs"]), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
-    for epoch in bar:
-        if on_epoch_start is not None:
-            with autocast(model):  # e.g. MIU's estimator tuning runs the model too
-                on_epoch_start(epoch)
-        epoch_passes = passes(epoch)
-        steps = sum(p.n_batches() for p in epoch_passes)
-        step, row = 0, {"epoch": epoch}
-        model.train()
-        for p in epoch_passes:
-            order, total, count = p.order(gen), 0.0, 0
-            cycled = p.partner_batches(partner_gen) if p.partner is not None else None
-            for k, start in enumerate(range(0, len(order), p.batch_size)):
-                b = order[start : start + p.batch_size]
-                factor = lr_factor(cfg, epoch, step, steps)
-                args = batch(b)
-                if p.relabel is not None:
-                    args[1] = p.relabel(b, args[1])
-                if p.on_batch is not None:
-                    p.on_batch(b)
-                if cycled is not None:
-                    args.append(tuple(batch(cycled[k % len(cycled)], partner_gen)))
-                value = 0.0
-                for st in p.updates(after_backward):
-                    o = schedule(st.optimizer or opt, factor)
-                    value += update(model, st, args, o, cfg.get("sam"), f"{desc}: the loss became {{}} in epoch "
-                                    f"{epoch}, pass '{p.name}', step {step} at lr {base_lr * factor:g}")
-                total += value * len(b)
-                count += len(b)
-                step += 1
-            row[f"loss_{p.name}"] = total / max(count, 1)
-        row["lr"] = base_lr * lr_factor(cfg, epoch, max(step - 1, 0), max(steps, 1))
-        if val_idx is not None:
-            row["val_acc"] = model_accuracy(model, prep, val_idx)
-        for name, idx in (watch or {}).items():
-            row[f"{name}_acc"] = model_accuracy(model, prep, idx)
-        history.append(row)
-        if live is not None:
-            for k, v in row.items():
-                if k != "epoch":
-                    live.log_metric(k, v)
-            live.next_step()
-        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "epoch"})
-        if select_best and val_idx is not None and row["val_acc"] > best_acc:
-            best_acc, best_state = row["val_acc"], copy.deepcopy(model.state_dict())
-            row["best"] = True
-        if stop is not None and stop(history):
-            break
+    bar = tqdm(range(cfg["epochs"]), desc=desc, unit="epoch", leave=False, dynamic_ncols=True,
+               disable=not distributed.is_main())
+    with distributed.data_parallel(model) as net:
+        for epoch in bar:
+            if on_epoch_start is not None:
+                with autocast(model):  # e.g. MIU's estimator tuning runs the model too
+                    on_epoch_start(epoch)
+            epoch_passes = passes(epoch)
+            steps = sum(p.n_batches() for p in epoch_passes)
+            step, row = 0, {"epoch": epoch}
+            model.train()
+            for p in epoch_passes:
+                if parallel and (p.partner is not None or p.steps or p.relabel or p.on_batch):
+                    raise GrmuError(f"{desc}: pass '{p.name}' uses partner batches, several steps, relabelling or "
+                                    "per-batch records, which distributed training does not support; "
+                                    "use distributed.processes 1")
+                order, first, losses, sizes = p.order(gen), step, [], []
+                cycled = p.partner_batches(partner_gen) if p.partner is not None else None
+                for k, start in enumerate(range(0, len(order), p.batch_size)):
+                    b = order[start : start + p.batch_size]
+                    factor = lr_factor(cfg, epoch, step, steps)
+                    args = batch(b)
+                    if p.relabel is not None:
+                        args[1] = p.relabel(b, args[1])
+                    if p.on_batch is not None:
+                        p.on_batch(b)
+                    if cycled is not None:
+                        args.append(tuple(batch(cycled[k % len(cycled)], partner_gen)))
+                    scale = distributed.loss_scale(len(args[1]), len(b)) if parallel else None
+                    updates = p.updates(after_backward)
+                    for st in updates:
+                        losses.append(update(net, st, args, schedule(st.optimizer or opt, factor), cfg.get("sam"), scale))
+                    sizes.append((len(b), len(updates)))
+                    step += 1
+                row[f"loss_{p.name}"] = pass_loss(losses, sizes, lambda i, v: (
+                    f"{desc}: the loss became {v} in epoch {epoch}, pass '{p.name}', step {first + i} at lr "
+                    f"{base_lr * lr_factor(cfg, epoch, first + i, steps):g}"))
+            row["lr"] = base_lr * lr_factor(cfg, epoch, max(step - 1, 0), max(steps, 1))
+            if val_idx is not None:
+                row["val_acc"] = model_accuracy(model, prep, val_idx)
+            for name, idx in (watch or {}).items():
+                row[f"{name}_acc"] = model_accuracy(model, prep, idx)
+            history.append(row)
+            if live is not None:
+                for k, v in row.items():
+                    if k != "epoch":
+                        live.log_metric(k, v)
+                live.next_step()
+            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "epoch"})
+            if select_best and val_idx is not None and row["val_acc"] > best_acc:
+                best_acc, best_state = row["val_acc"], copy.deepcopy(model.state_dict())
+                row["best"] = True
+            if stop is not None and stop(history):
+                break
     bar.close()
     if select_best and best_state is not None:
         model.load_state_dict(best_state)
     return model, history
 
 
-def update(model, st: Step, args: list, opt: torch.optim.Optimizer, loop_sam: dict | None, where: str) -> float:
+def pass_loss(losses: list[torch.Tensor], sizes: list[tuple[int, int]], where: Callable[[int, float], str]) -> float:
+    """The mean loss of a pass from its updates' losses (left on the device during the pass, so
+    that the loop never waits for the GPU; summed over the processes under DDP): per batch the
+    sum of its updates' losses, weighted by the batch size. A loss that is not finite stops
+    the run with ``where(batch number in the pass, value)``."""
+    if not losses:
+        return 0.0
+    values = torch.stack(losses)
+    if distributed.active():
+        values = distributed.all_sum(values) / distributed.world_size()
+    values = values.tolist()
+    total, count, i = 0.0, 0, 0
+    for k, (n, n_updates) in enumerate(sizes):
+        value = 0.0
+        for v in values[i : i + n_updates]:
+            value += v
+            if not math.isfinite(v):  # a diverged run must never become a result
+                raise GrmuError(where(k, v) + "; the run diverged and nothing was saved: lower the learning rate")
+        i += n_updates
+        total += value * n
+        count += n
+    return total / max(count, 1)
+
+
+def update(model, st: Step, args: list, opt: torch.optim.Optimizer, loop_sam: dict | None,
+           scale: float | None = None) -> torch.Tensor:
     """One update of ``model`` by ``opt`` on a batch (``args``: x, y, g[, partner]); returns the
-    loss. ``where`` names the place in the run for the message when the loss is not finite.
-    The forward passes run under the model's autocast (bf16 models), the backward outside it."""
+    loss (detached, on the device). Under DDP the loss is multiplied by ``scale``
+    (``grmu.distributed.loss_scale``); a process with no sample in the batch (scale 0) counts
+    its loss of the empty batch, a NaN, as 0. The forward passes run under the model's autocast
+    (bf16 models), the backward outside it."""
 
     def forward():
         with autocast(model):
-            return st.loss(model, *args)
+            loss = st.loss(model, *args)
+        if scale is None:
+            return loss
+        return (loss if scale else loss.nan_to_num(0.0)) * scale
 
     loss = forward()
-    value = float(loss.detach())
-    if not math.isfinite(value):  # a diverged run must never become a result
-        raise GrmuError(where.format(value) + "; the run diverged and nothing was saved: lower the learning rate")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     sam = st.sam if st.sam is not None else loop_sam
@@ -255,4 +299,4 @@ def update(model, st: Step, args: list, opt: torch.optim.Optimizer, loop_sam: di
     if st.after_backward is not None:
         st.after_backward(model)
     opt.step()
-    return value
+    return loss.detach().double()

@@ -50,10 +50,12 @@ _HEADER = struct.Struct("!I")
 
 def enabled() -> bool:
     """Warm start-up is on (``GRMU_WARM`` is not 0), this is not already a warm child, and the
-    interpreter runs with no command-line options that a server started without them would lack."""
+    interpreter runs with no command-line options that a server started without them would lack;
+    off in the processes that torchrun starts (``grmu.distributed``): torchrun watches them itself."""
     plain = not (sys.warnoptions or sys._xoptions or sys.flags.optimize or sys.flags.isolated or sys.flags.no_site
                  or sys.flags.dev_mode or sys.flags.safe_path or sys.flags.ignore_environment)
     return (os.environ.get("GRMU_WARM", "1") != "0" and "GRMU_WARM_CHILD" not in os.environ and plain
+            and "TORCHELASTIC_RUN_ID" not in os.environ
             and sys.platform.startswith("linux"))
 
 

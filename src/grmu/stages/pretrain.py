@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from grmu.distributed import is_main
 from grmu.models import new_model, save_checkpoint
 from grmu.prepared import Prepared, load_prepared
 from grmu.protocols import protocol_name
@@ -22,7 +23,8 @@ def train_and_save(params: dict, cfg: dict, prep: Prepared, idx: np.ndarray, see
     The checkpoint's info records the model, ``cfg``, the protocol and ``settings`` (a
     variant's own, e.g. Group-DRO's eta) next to the training history."""
     model = new_model(params["model"], prep, seed)
-    with live_run(live_dir) as live:
+    main = is_main()  # under DDP, process 0 alone logs and saves (grmu.distributed)
+    with live_run(live_dir if main else None) as live:
         p = Pass("train", idx, loss, cfg["batch_size"], weights)
         t0 = time.time()
         model, history = fit(model, prep, lambda e: [p], cfg, seed=seed, val_idx=prep.indices("val"),
@@ -32,9 +34,10 @@ def train_and_save(params: dict, cfg: dict, prep: Prepared, idx: np.ndarray, see
                 "model": dict(params["model"]), "train": cfg, **(settings or {}), "history": history,
                 "run": run_info(seed)}
         close_live(live, "train_seconds", seconds)
-        save_checkpoint(out, model.cpu(), info)
-    best = max(h["val_acc"] for h in history)
-    print(f"{name} seed={seed}: best val acc {best:.2f} in {seconds:.1f}s")
+        if main:
+            save_checkpoint(out, model.cpu(), info)
+    if main:
+        print(f"{name} seed={seed}: best val acc {max(h['val_acc'] for h in history):.2f} in {seconds:.1f}s")
     return {**info, "train_seconds": seconds}
 
 

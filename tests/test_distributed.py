@@ -1,0 +1,173 @@
+"""Data-parallel training stages (grmu.distributed): a stage run in 2 gloo processes under
+torchrun equals the 1-process run of the same global batch, on one machine and as two
+"machines" (two torchrun agents meeting at a rendezvous on this host)."""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from grmu import GrmuError
+from grmu.config import validate
+from grmu.distributed import loss_scale, shard, torchrun_command
+from grmu.models import load_checkpoint, new_model
+from grmu.prepared import load_prepared
+from grmu.splits import load_forget, remaining_indices
+from grmu.stages.forget_set import run as forget_set
+from tests.conftest import ROOT, small_params
+
+TOL = 2e-5  # largest weight difference allowed between 1 and 2 processes (float sum order)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", **extra}
+    env.pop("LOCAL_RANK", None)
+    return env
+
+
+def _retrain_cmd(params_file, prepared_dir, forget, variant, out) -> list[str]:
+    return [sys.executable, str(ROOT / "stages/retrain.py"), "--params", str(params_file), "--prepared",
+            str(prepared_dir), "--variant", variant, "--forget", str(forget), "--seed", "0", "--out", str(out)]
+
+
+def _weights(path, prep):
+    model = new_model(small_params()["model"], prep, load_weights=False)
+    info = load_checkpoint(path, model)
+    return {k: v.double() for k, v in model.state_dict().items()}, info
+
+
+def _setup(tmp_path, prepared_dir, ratio, remainder, **train):
+    """params files for 1 and 2 processes, with a batch size that leaves ``remainder`` samples
+    in the last batch of the remaining set (1: the first process gets none of them). A small lr:
+    at the default one these tiny runs amplify float rounding (1 vs 2 threads differ by 1e-2)."""
+    prep = load_prepared(prepared_dir)
+    forget = tmp_path / "forget.json"
+    forget_set(small_params(), prepared_dir, ratio, 0, forget)
+    n = len(remaining_indices(prep, load_forget(forget, prep)["forget"]))
+    bs = next(b for b in range(60, 400) if n % b == remainder)
+    files = {}
+    for procs in (1, 2):
+        p = small_params(train={"batch_size": bs, "epochs": 2, "lr": 0.002, **train}, distributed={"processes": procs, "backend": "gloo"})
+        files[procs] = tmp_path / f"params{procs}.yaml"
+        files[procs].write_text(yaml.safe_dump(p))
+    return prep, forget, files
+
+
+def _assert_same_run(a, b, prep):
+    wa, ia = _weights(a, prep)
+    wb, ib = _weights(b, prep)
+    diff = max((wa[k] - wb[k]).abs().max().item() for k in wa)
+    assert diff < TOL, f"2-process weights differ from 1-process ones by {diff:g}"
+    assert any("running_var" in k and not torch.equal(wa[k], torch.ones_like(wa[k])) for k in wa)
+    # a validation sample on the decision boundary may flip: at most 2 of 1,000
+    assert [h["val_acc"] for h in ib["history"]] == pytest.approx([h["val_acc"] for h in ia["history"]], abs=0.21)
+    assert [h.get("best") for h in ia["history"]] == [h.get("best") for h in ib["history"]]
+    for ha, hb in zip(ia["history"], ib["history"]):
+        assert hb["loss_train"] == pytest.approx(ha["loss_train"], rel=1e-4)
+    assert (ia["run"]["processes"], ib["run"]["processes"]) == (1, 2)
+
+
+@pytest.mark.parametrize("variant,ratio,remainder,train", [
+    # last batch of 1: one process trains on nothing; shift augmentation drawn per global batch
+    ("erm", 0.1, 1, {"augment": True}),
+    # odd batches (48 + 49, last 37 + 38); Group-DRO's weights from the global batch; no augmentation
+    ("gdro", 0.5, 75, {"augment": False}),
+])
+def test_two_processes_equal_one(tmp_path, prepared_dir, variant, ratio, remainder, train):
+    prep, forget, files = _setup(tmp_path, prepared_dir, ratio, remainder, **train)
+    out = {n: tmp_path / f"{n}.pt" for n in (1, 2)}
+    for n in (1, 2):
+        r = subprocess.run(_retrain_cmd(files[n], prepared_dir, forget, variant, out[n]), env=_env(),
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+    assert "distributed: 2 processes (gloo)" in r.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["1.pt", "2.pt"]  # rank 1 wrote nothing
+    _assert_same_run(out[1], out[2], prep)
+
+
+def test_two_machines_meet_at_a_rendezvous(tmp_path, prepared_dir):
+    """Two torchrun agents of one process each (``GRMU_TORCHRUN``: --nnodes 2, torchrun's static
+    rendezvous), as two machines would run them, train together; rank 0, on machine 0, writes
+    the one checkpoint."""
+    prep, forget, files = _setup(tmp_path, prepared_dir, 0.5, 75, augment=True)
+    port = _free_port()
+    nodes = []
+    for node in (0, 1):
+        extra = f"--nnodes 2 --node-rank {node} --master-addr 127.0.0.1 --master-port {port}"
+        nodes.append(subprocess.Popen(_retrain_cmd(files[2], prepared_dir, forget, "erm", tmp_path / f"n{node}.pt"),
+                                      env=_env(GRMU_TORCHRUN=extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    results = [p.communicate(timeout=600) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
+    assert sorted(p.name for p in tmp_path.glob("n*.pt")) == ["n0.pt"]  # machine 0 holds rank 0
+    ref = tmp_path / "one.pt"
+    r = subprocess.run(_retrain_cmd(files[1], prepared_dir, forget, "erm", ref), env=_env(), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    _assert_same_run(ref, tmp_path / "n0.pt", prep)
+
+
+def test_shards_cover_each_batch_once(monkeypatch):
+    import grmu.distributed as d
+
+    for world in (2, 3, 8):
+        monkeypatch.setattr(d, "world_size", lambda w=world: w)
+        for n in (1, 5, 7, 32):
+            parts = []
+            for r in range(world):
+                monkeypatch.setattr(d, "rank", lambda r=r: r)
+                parts.append(list(range(n))[shard(n)])
+            assert sum(parts, []) == list(range(n))  # contiguous, in order, each sample once
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1
+            # the loss factors make DDP's gradient mean the global batch's mean
+            assert sum(loss_scale(len(p), n) for p in parts) / world == pytest.approx(1.0)
+
+
+def test_torchrun_command(monkeypatch):
+    monkeypatch.delenv("GRMU_TORCHRUN", raising=False)
+    cmd = torchrun_command(4, ["stages/pretrain.py", "--seed", "0"])
+    assert cmd[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "stages/pretrain.py",
+                       "--seed", "0"]
+    monkeypatch.setenv("GRMU_TORCHRUN", "--nnodes=2 --node-rank 1 --rdzv-endpoint h:29500")
+    cmd = torchrun_command(4, ["s.py"])
+    assert cmd[3:] == ["--nnodes=2", "--node-rank", "1", "--rdzv-endpoint", "h:29500", "--nproc-per-node=2", "s.py"]
+    monkeypatch.setenv("GRMU_TORCHRUN", "--nnodes 3")
+    with pytest.raises(GrmuError, match="processes 4 does not divide among 3 machines"):
+        torchrun_command(4, ["s.py"])
+    monkeypatch.setenv("GRMU_TORCHRUN", "--nnodes 1:2")
+    with pytest.raises(GrmuError, match="fixed positive number of machines, got '1:2'"):
+        torchrun_command(4, ["s.py"])
+
+
+@pytest.mark.parametrize("over,message", [
+    ({"processes": 0}, "distributed.processes must be a positive integer, got 0"),
+    ({"processes": 1.5}, "distributed.processes must be a positive integer, got 1.5"),
+    ({"backend": "mpi"}, "distributed.backend 'mpi' is unknown; valid: auto, nccl, gloo"),
+])
+def test_bad_distributed_params(over, message):
+    p = small_params(distributed=over)
+    with pytest.raises(GrmuError, match=message.replace(".", r"\.")):
+        validate(p)
+
+
+def test_world_size_must_match_the_param(tmp_path, prepared_dir):
+    """A torchrun started by hand with another number of processes than the params say stops
+    with one line naming both numbers, before any training."""
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(small_params(distributed={"processes": 3, "backend": "gloo"})))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1",
+           str(ROOT / "stages/pretrain.py"), "--params", str(p), "--prepared", str(prepared_dir), "--seed", "0",
+           "--out", str(tmp_path / "m.pt")]
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "error: distributed.processes is 3 but torchrun started 1 processes" in r.stderr
+    assert not (tmp_path / "m.pt").exists()
