@@ -190,9 +190,9 @@ def main():
                                        min(args.workers, os.cpu_count() or 1), dev, model.precision == "bf16")
                 official, ratio = f"{rate:10.0f}", f"{train_rate / rate:6.2f}"
             size = TRAIN_SIZE[name]
-            epoch = f"{size / train_rate:10.0f}  {size:,}" if size else f"{10_000 / train_rate:10.0f}  per 10,000"
+            seconds, split = (size / train_rate, f"{size:,}") if size else (10_000 / train_rate, "per 10,000")
             print(f"{name:11s} {model_cfg['arch']:9s} {model.precision:9s} {train_rate:15.0f} {eval_rate:15.0f} "
-                  f"{epoch.split('  ')[0]} {official:>10s} {ratio:>6s}  {epoch.split('  ')[1]}", flush=True)
+                  f"{seconds:10.0f} {official:>10s} {ratio:>6s}  {split}", flush=True)
             del model
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

@@ -76,6 +76,7 @@ def _assert_same_run(a, b, prep):
     assert (ia["run"]["processes"], ib["run"]["processes"]) == (1, 2)
 
 
+@pytest.mark.slow  # torchrun and 2 + 1 stage processes
 @pytest.mark.parametrize("variant,ratio,remainder,train", [
     # last batch of 1: one process trains on nothing; shift augmentation drawn per global batch
     ("erm", 0.1, 1, {"augment": True}),
@@ -94,6 +95,7 @@ def test_two_processes_equal_one(tmp_path, prepared_dir, variant, ratio, remaind
     _assert_same_run(out[1], out[2], prep)
 
 
+@pytest.mark.slow
 def test_two_machines_meet_at_a_rendezvous(tmp_path, prepared_dir):
     """Two torchrun agents of one process each (``GRMU_TORCHRUN``: --nnodes 2, torchrun's static
     rendezvous), as two machines would run them, train together; rank 0, on machine 0, writes
@@ -159,6 +161,7 @@ def test_bad_distributed_params(over, message):
         validate(p)
 
 
+@pytest.mark.slow
 def test_world_size_must_match_the_param(tmp_path, prepared_dir):
     """A torchrun started by hand with another number of processes than the params say stops
     with one line naming both numbers, before any training."""
@@ -171,3 +174,39 @@ def test_world_size_must_match_the_param(tmp_path, prepared_dir):
     assert r.returncode != 0
     assert "error: distributed.processes is 3 but torchrun started 1 processes" in r.stderr
     assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.fixture
+def one_process_group():
+    """A gloo process group of this process alone: the DDP code paths, in-process."""
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+def test_fit_under_a_process_group_wraps_and_unwraps_the_model(prep, one_process_group):
+    """Under DDP fit trains through global-batch BatchNorm layers and hands back the model with its
+    own BatchNorm layers (same tensors); one process gives the plain run's weights; passes that
+    DDP cannot split are refused with one line."""
+    from grmu.train import Pass, fit
+
+    cfg = {"epochs": 1, "batch_size": 100, "lr": 0.002, "momentum": 0.9, "weight_decay": 0.0, "warmup_epochs": 0,
+           "schedule": "const"}
+    tr = prep.indices("train")[:250]  # batches of 100, 100, 50
+    runs = []
+    for parallel in (True, False):
+        torch.manual_seed(0)
+        model = new_model(small_params()["model"], prep)
+        bn = model.body[1]
+        if not parallel:
+            torch.distributed.destroy_process_group()
+        model, _ = fit(model, prep, lambda e: [Pass("train", tr, batch_size=100)], cfg, seed=0)
+        if not parallel:
+            torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
+                                                 world_size=1)
+        assert type(model.body[1]) is torch.nn.BatchNorm2d and model.body[1].weight is bn.weight
+        runs.append(model.state_dict())
+    assert all(torch.allclose(runs[0][k].double(), runs[1][k].double(), atol=1e-6) for k in runs[0])
+    assert not torch.equal(runs[0]["body.1.running_var"], torch.ones(8))
+    with pytest.raises(GrmuError, match="pass 'f' uses partner batches.*use distributed.processes 1"):
+        fit(model, prep, lambda e: [Pass("f", tr, partner=tr)], cfg, seed=0)

@@ -172,10 +172,11 @@ def fit(
     base_lr = base_lrs[id(opt)][0]
     best_acc, best_state, history = -1.0, None, []
     inputs, y_all, g_all = prep.inputs, torch.as_tensor(prep.y), torch.as_tensor(prep.g)
-    if dev.type == "cuda" and inputs.nbytes < torch.cuda.mem_get_info(dev)[0] // 4:
-        # the whole dataset on the GPU: no gather or copy on the host per batch
+    on_device = (dev.type == "cuda" and isinstance(inputs, torch.Tensor)
+                 and inputs.nbytes < torch.cuda.mem_get_info(dev)[0] // 4)
+    if on_device:  # the whole dataset on the GPU: no gather or copy on the host per batch
         inputs, y_all, g_all = inputs.to(dev), y_all.to(dev), g_all.to(dev)
-    augment = train_augmentation(prep) if cfg.get("augment") and prep.inputs.dim() == 4 else None
+    augment = train_augmentation(prep) if cfg.get("augment") else None
     parallel = distributed.active()
 
     # partner batches (order and augmentation) draw from their own stream, so the main pass's
@@ -184,11 +185,12 @@ def fit(
 
     def batch(b: torch.Tensor, rng: torch.Generator = gen) -> list:
         """The batch ``b`` (this process's share of it under DDP) on the device, augmented."""
-        mine, b = distributed.shard(len(b)), b.to(inputs.device)
+        mine, b = distributed.shard(len(b)), b.to(dev) if on_device else b
         if augment is None:
             x = to_input(inputs[b[mine]], dev)
-        else:  # augmentation is drawn for the whole batch, as in one process
-            x = channels_last(augment(to_input(inputs[b], dev), rng)[mine])
+        else:  # image augmentation is drawn for the whole batch, as in one process
+            x = to_input(inputs[b], dev)
+            x = channels_last(augment(x, rng)[mine]) if x.dim() == 4 else x[mine]
         return [x, y_all[b[mine]].to(dev), g_all[b[mine]].to(dev)]
 
     bar = tqdm(range(cfg["epochs"]), desc=desc, unit="epoch", leave=False, dynamic_ncols=True,
