@@ -60,11 +60,11 @@ def test_a_sam_step_equals_the_hand_computed_step(mode, rho, lamb, adaptive):
     a, b, lr = 1.3, -0.7, 0.05
     model = Two(a, b)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
-    update(model, Step(two_loss), DUMMY, opt, sam(mode, rho, lamb, adaptive), "{}")
+    update(model, Step(two_loss), DUMMY, opt, sam(mode, rho, lamb, adaptive))
     want = hand_step(a, b, mode, rho, lamb, adaptive, lr)
     assert model.w.detach().tolist() == pytest.approx(want, rel=1e-12, abs=1e-12)
     plain = Two(a, b)
-    update(plain, Step(two_loss), DUMMY, torch.optim.SGD(plain.parameters(), lr=lr), sam("none"), "{}")
+    update(plain, Step(two_loss), DUMMY, torch.optim.SGD(plain.parameters(), lr=lr), sam("none"))
     assert plain.w.detach().tolist() == pytest.approx([w - lr * gi for w, gi in zip((a, b), two_grad(a, b))], rel=1e-12)
     assert abs(model.w[0].item() - plain.w[0].item()) > 1e-4  # SAM moved it elsewhere
 
@@ -116,7 +116,7 @@ def test_batchnorm_statistics_come_from_the_first_pass_only():
     def loss(model, x, y, g):
         return F.cross_entropy(model(x), y)
 
-    update(net.train(), Step(loss), [x, y, y], torch.optim.SGD(net.parameters(), lr=0.1), sam("min", 0.5), "{}")
+    update(net.train(), Step(loss), [x, y, y], torch.optim.SGD(net.parameters(), lr=0.1), sam("min", 0.5))
     ref.train()(x)  # one forward at the unperturbed weights
     assert torch.allclose(net[1].running_mean, ref[1].running_mean)
     assert torch.allclose(net[1].running_var, ref[1].running_var)
@@ -131,7 +131,7 @@ def test_group_dro_weights_move_once_per_batch_under_sam():
     dro, once = GroupDRO(3, 0.5), GroupDRO(3, 0.5)
     once(net(x), y, g)  # the q after exactly one update at the unperturbed weights
     update(net, Step(lambda m, x, y, g: dro(m(x), y, g)), [x, y, g], torch.optim.SGD(net.parameters(), lr=0.1),
-           sam("min", 0.5), "{}")
+           sam("min", 0.5))
     assert torch.allclose(dro.q, once.q)
 
 

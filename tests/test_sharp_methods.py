@@ -213,12 +213,12 @@ def test_sharp_minmax_moves_unmasked_weights_on_remaining_and_masked_on_forget(p
     model = ctx.model
     args = list(inputs(prep, remaining[:32])) + [inputs(prep, forget[:32])]
     before = {n: w.detach().clone() for n, w in model.named_parameters()}
-    update(model.train(), r_step, args, r_step.optimizer, None, "{}")
+    update(model.train(), r_step, args, r_step.optimizer, None)
     mid = {n: w.detach().clone() for n, w in model.named_parameters()}
     for n in before:
         assert not (mid[n] != before[n])[salient[n] == 1].any(), n  # the remaining step leaves salient weights
     assert any((mid[n] != before[n])[salient[n] == 0].any() for n in before)
-    update(model, f_step, args, f_step.optimizer, None, "{}")
+    update(model, f_step, args, f_step.optimizer, None)
     leaked = False
     for n, w in model.named_parameters():
         moved = w.detach() != mid[n]
