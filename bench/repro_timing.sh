@@ -2,9 +2,9 @@
 # Times, in a fresh clone of the committed HEAD (so nothing cached here helps):
 #   1. a cold `dvc repro` of the default params (seconds per kind of stage: bench/stage_times.py),
 #   2. a no-op `dvc repro` right after it,
-#   3. a method switch, `dvc exp run -S method=scrub` (reruns unlearn, its evaluations, aggregate).
+#   3. a method switch, `dvc exp run -S method=scrub` (reruns unlearn, its evaluation, aggregate),
+# and prints the number of stages and the size of dvc.lock.
 # Usage: bash bench/repro_timing.sh   (from the repo root, with .venv set up; run it alone)
-#        GRMU_WARM=0 bash bench/repro_timing.sh   (every stage in its own cold process)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -13,7 +13,7 @@ git clone -q "$root" "$work/repo"
 cd "$work/repo"
 export PATH="$root/.venv/bin:$PATH" PYTHONPATH="$work/repo/src" DVC_NO_ANALYTICS=1
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@localhost GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@localhost
-echo "machine: $(nproc) cores, $(python -c 'import torch; print("torch", torch.__version__)'), GRMU_WARM=${GRMU_WARM:-1}"
+echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(python -c 'import torch; print("torch", torch.__version__)')"
 t0=$(date +%s.%N)
 dvc repro 2>&1 | python "$root/bench/stage_times.py" > repro.log || { tail -30 repro.log; exit 1; }
 grep -q "^total" repro.log && [ -f metrics/summary.json ] || { tail -30 repro.log; exit 1; }
@@ -22,13 +22,14 @@ dvc repro -q > /dev/null 2>&1; t2=$(date +%s.%N)
 git add -A >/dev/null 2>&1; git commit -qm "cold repro" >/dev/null 2>&1 || true
 dvc exp run -q -S method=scrub > exp.log 2>&1 || { tail -20 exp.log; exit 1; }; t3=$(date +%s.%N)
 sed -n '/^stage  /,$p' repro.log
+git checkout -q -- dvc.lock 2>/dev/null || true  # the cold run's lock, not the experiment's
 stages=$(python -c "import yaml; print(len(yaml.safe_load(open('dvc.lock'))['stages']))")
-python - "$t0" "$t1" "$t2" "$t3" "$stages" <<'PY'
+lock_kb=$(python -c "import os; print(round(os.path.getsize('dvc.lock') / 1024, 1))")
+python - "$t0" "$t1" "$t2" "$t3" "$stages" "$lock_kb" <<'PY'
 import sys
-t0, t1, t2, t3, n = map(float, sys.argv[1:])
-print(f"cold dvc repro: {t1 - t0:.1f} s for {int(n)} stages")
+t0, t1, t2, t3, n, kb = map(float, sys.argv[1:])
+print(f"cold dvc repro: {t1 - t0:.1f} s for {int(n)} stages (dvc.lock {kb:g} KB)")
 print(f"no-op dvc repro: {t2 - t1:.1f} s")
 print(f"method switch (dvc exp run -S method=scrub): {t3 - t2:.1f} s")
 PY
 cat metrics/table.md
-python -m grmu.warm stop > /dev/null 2>&1 || true

@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from grmu.config import validate
+from grmu.inference import outputs_path
 from grmu.metrics import METRIC_KEYS, avg_gap, tow
 from grmu.stages import evaluate, forget_set, prepare, pretrain, retrain, unlearn
 
@@ -54,8 +55,9 @@ def params_with(path, overrides: list[str]) -> dict:
 
 
 def metrics_of(params, prep_dir, ckpt, forget_path, model_name: str, out: Path) -> dict:
-    """The `evaluate` stage on ``ckpt`` (its result file goes to ``out``): the metrics dict."""
-    return evaluate.run(params, prep_dir, ckpt, forget_path, model_name, out)["metrics"]
+    """The `evaluate` stage on the outputs saved beside ``ckpt`` (its result file goes to ``out``):
+    the metrics dict."""
+    return evaluate.run(params, prep_dir, outputs_path(ckpt), forget_path, model_name, out)["metrics"]
 
 
 def main():

@@ -1,9 +1,4 @@
 """Stage `aggregate`: deltas and avg. gap against RETRAIN+REWEIGHT, tables and plot data."""
-from grmu.warm import hand_over
-
-if __name__ == "__main__":
-    hand_over()  # runs this script in a warm fork that has imported torch already (grmu.warm)
-
 from grmu.config import load_params
 from grmu.runtime import ArgumentParser, read_json, stage_main
 from grmu.stages import aggregate

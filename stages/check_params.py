@@ -1,9 +1,4 @@
 """Stage `check_params`: validate the whole params.yaml (names, keys, values) before anything runs."""
-from grmu.warm import hand_over
-
-if __name__ == "__main__":
-    hand_over()  # runs this script in a warm fork that has imported torch already (grmu.warm)
-
 from grmu.config import load_params
 from grmu.runtime import ArgumentParser, stage_main
 from grmu.stages import check_params

@@ -1,11 +1,7 @@
-"""Stages `evaluate@{model}-{ratio}-{seed}`: every metric of one model on one forget split."""
-from grmu.warm import hand_over
-
-if __name__ == "__main__":
-    hand_over()  # runs this script in a warm fork that has imported torch already (grmu.warm)
-
+"""Stages `evaluate@{model}`: every metric of one kind of model on every (ratio, seed), from the
+outputs its stages saved (no model runs here)."""
 from grmu.config import load_params
-from grmu.runtime import ArgumentParser, stage_main
+from grmu.runtime import ArgumentParser, removed_on_failure, stage_main
 from grmu.stages import evaluate
 
 
@@ -13,12 +9,14 @@ def main():
     ap = ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", default="data/prepared")
-    ap.add_argument("--model", required=True, help="checkpoint file")
-    ap.add_argument("--name", required=True, help="model name in reports")
-    ap.add_argument("--forget", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--model", required=True, choices=evaluate.MODELS)
+    ap.add_argument("--models", default="models", help="folder of the models' checkpoints and outputs")
+    ap.add_argument("--forget", default="data/forget", help="folder of the forget sets ({seed}/{ratio}.json)")
+    ap.add_argument("--out", required=True, help="folder of the results, {ratio}-{seed}.json")
     args = ap.parse_args()
-    evaluate.run(load_params(args.params), args.prepared, args.model, args.forget, args.name, args.out)
+    params = load_params(args.params)
+    with removed_on_failure(args.out):
+        evaluate.run_model(params, args.prepared, args.model, args.models, args.forget, args.out)
 
 
 if __name__ == "__main__":

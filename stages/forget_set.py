@@ -1,11 +1,6 @@
-"""Stage `forget_set@{ratio}-{seed}`: draw and persist the forget set."""
-from grmu.warm import hand_over
-
-if __name__ == "__main__":
-    hand_over()  # runs this script in a warm fork that has imported torch already (grmu.warm)
-
+"""Stage `forget_set@{seed}`: draw and persist the forget set of every ratio ({ratio}.json in --out)."""
 from grmu.config import load_params
-from grmu.runtime import ArgumentParser, stage_main
+from grmu.runtime import ArgumentParser, removed_on_failure, stage_main
 from grmu.stages import forget_set
 
 
@@ -13,12 +8,13 @@ def main():
     ap = ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", default="data/prepared")
-    ap.add_argument("--ratio", type=float, required=True)
     ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="folder of the forget sets, one file per ratio")
     ap.add_argument("--memorization", help="the seed's memorization scores (forget.kind memorization)")
     args = ap.parse_args()
-    forget_set.run(load_params(args.params), args.prepared, args.ratio, args.seed, args.out, args.memorization)
+    params = load_params(args.params)
+    with removed_on_failure(args.out):
+        forget_set.run_seed(params, args.prepared, args.seed, args.out, args.memorization)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,4 @@
 """Stage `memorization@{seed}`: memorization scores of the train split and their histogram."""
-from grmu.warm import hand_over
-
-if __name__ == "__main__":
-    hand_over()  # runs this script in a warm fork that has imported torch already (grmu.warm)
-
 from grmu.config import load_params
 from grmu.runtime import ArgumentParser, stage_main
 from grmu.stages import memorization

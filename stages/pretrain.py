@@ -1,12 +1,9 @@
-"""Stage `pretrain@{seed}`: train from scratch on all of train, keep the best-validation epoch."""
-from grmu.warm import hand_over
-
-if __name__ == "__main__":
-    hand_over()  # runs this script in a warm fork that has imported torch already (grmu.warm)
-
+"""Stage `pretrain@{seed}`: train from scratch on all of train, keep the best-validation epoch; its
+outputs on every sample are saved beside the checkpoint (.npz)."""
 from grmu.config import load_params
 from grmu.distributed import processes
-from grmu.runtime import ArgumentParser, stage_main
+from grmu.inference import outputs_path
+from grmu.runtime import ArgumentParser, removed_on_failure, stage_main
 from grmu.stages import pretrain
 
 
@@ -19,7 +16,7 @@ def main():
     ap.add_argument("--live", help="dvclive directory for training curves")
     args = ap.parse_args()
     params = load_params(args.params)
-    with processes(params["distributed"]):  # several under torchrun (grmu.distributed)
+    with processes(params["distributed"]), removed_on_failure(outputs_path(args.out)):  # several under torchrun
         pretrain.run(params, args.prepared, args.seed, args.out, args.live)
 
 

@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -151,35 +152,59 @@ def test_params_file_that_is_not_yaml(tmp_path, capsys):
 
 @pytest.fixture
 def work(prepared_dir, tmp_path):
-    """A copy of the prepared data, a forget set, a params file and a (tiny, untrained) checkpoint."""
+    """A copy of the prepared data, a params file (one ratio, one seed), the seed's forget set and
+    a (tiny, untrained) PRETRAIN checkpoint with its outputs, in the pipeline's layout."""
+    from grmu.inference import save_outputs
     from grmu.models import model_for, save_checkpoint
     from grmu.prepared import load_prepared
 
     prep_dir = tmp_path / "prep"
     shutil.copytree(prepared_dir, prep_dir)
-    p = small_params()
+    p = small_params(ratios=[0.5], seeds=[0])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
-    forget_set(p, prep_dir, 0.5, 0, tmp_path / "f.json")
-    save_checkpoint(tmp_path / "m.pt", model_for(p["model"], load_prepared(prep_dir)), {"name": "x"})
+    forget_set(p, prep_dir, 0.5, 0, tmp_path / "forget/0/0.5.json")
+    model, prep = model_for(p["model"], load_prepared(prep_dir)), load_prepared(prep_dir)
+    save_checkpoint(tmp_path / "models/pretrain/0.pt", model, {"name": "x"})
+    save_outputs(tmp_path / "models/pretrain/0.npz", model, prep, 512, {"name": "x"}, "x")
     return tmp_path
 
 
-def evaluate_argv(w, model="m.pt", forget="f.json"):
-    return ["--params", w / "params.yaml", "--prepared", w / "prep", "--model", w / model, "--name", "x",
-            "--forget", w / forget, "--out", w / "e.json"]
+def evaluate_argv(w):
+    return ["--params", w / "params.yaml", "--prepared", w / "prep", "--model", "pretrain", "--models", w / "models",
+            "--forget", w / "forget", "--out", w / "eval"]
+
+
+def unlearn_argv(w):
+    return ["--params", w / "params.yaml", "--prepared", w / "prep", "--pretrained", w / "models/pretrain/0.pt",
+            "--forget", w / "forget/0", "--seed", 0, "--out", w / "u", "--live", w / "live"]
 
 
 def test_truncated_checkpoint(work, capsys):
-    data = (work / "m.pt").read_bytes()
-    (work / "m.pt").write_bytes(data[: len(data) // 3])
-    assert_one_line(*run_script("evaluate.py", evaluate_argv(work), capsys, work), "cannot load checkpoint", "m.pt")
+    data = (work / "models/pretrain/0.pt").read_bytes()
+    (work / "models/pretrain/0.pt").write_bytes(data[: len(data) // 3])
+    assert_one_line(*run_script("unlearn.py", unlearn_argv(work), capsys, work), "cannot load checkpoint", "0.pt")
+    assert not (work / "u").exists() and not (work / "live").exists()
 
 
 def test_checkpoint_of_another_architecture(work, capsys):
     from grmu.models import build_model, save_checkpoint
 
-    save_checkpoint(work / "m.pt", build_model({"arch": "small_cnn", "width": 4}, 2, (3, 14, 14)), {})
-    assert_one_line(*run_script("evaluate.py", evaluate_argv(work), capsys, work), "cannot load checkpoint")
+    save_checkpoint(work / "models/pretrain/0.pt", build_model({"arch": "small_cnn", "width": 4}, 2, (3, 14, 14)), {})
+    assert_one_line(*run_script("unlearn.py", unlearn_argv(work), capsys, work), "cannot load checkpoint")
+
+
+@pytest.mark.parametrize("damage,fragment", [
+    (lambda f: f.write_bytes(f.read_bytes()[:100]), "cannot read model outputs"),
+    (lambda f: np.savez(f, logits=np.zeros((7, 2), np.float32), loss=np.zeros(7, np.float32), info=np.array("{}")),
+     "do not cover the 5000 prepared samples"),
+    (lambda f: np.savez(f, logits=np.zeros((5000, 2), object), loss=np.zeros(5000), info=np.array("{}")),
+     "cannot read model outputs"),  # pickled objects are never loaded
+    (lambda f: f.unlink(), "missing model outputs"),
+])
+def test_damaged_model_outputs(work, capsys, damage, fragment):
+    damage(work / "models/pretrain/0.npz")
+    assert_one_line(*run_script("evaluate.py", evaluate_argv(work), capsys, work), fragment, "0.npz")
+    assert not (work / "eval").exists()
 
 
 def test_truncated_prepared_inputs(work, capsys):
@@ -201,7 +226,7 @@ def test_prepared_table_and_inputs_disagree(work, capsys):
     ('{"ratio": 0.5, "seed": 0, "groups": [[1, 0]], "forget": [-1]}', "index -1 is outside"),
 ])
 def test_damaged_forget_set(work, capsys, content, fragment):
-    (work / "f.json").write_text(content)
+    (work / "forget/0/0.5.json").write_text(content)
     assert_one_line(*run_script("evaluate.py", evaluate_argv(work), capsys, work), fragment)
 
 
@@ -210,20 +235,21 @@ def test_forget_index_outside_the_training_split_or_the_groups(work, capsys):
 
     from grmu.prepared import load_prepared
 
+    f = work / "forget/0/0.5.json"
     prep = load_prepared(work / "prep")
-    fs = json.loads((work / "f.json").read_text())
+    fs = json.loads(f.read_text())
     test_sample = int(prep.indices("test")[0])
-    (work / "f.json").write_text(json.dumps({**fs, "forget": fs["forget"][:5] + [test_sample]}))
+    f.write_text(json.dumps({**fs, "forget": fs["forget"][:5] + [test_sample]}))
     assert_one_line(*run_script("evaluate.py", evaluate_argv(work), capsys, work), f"sample {test_sample} is in the test split")
     other = int(next(i for i in prep.indices("train") if (prep.y[i], prep.a[i]) != (1, 0)))
-    (work / "f.json").write_text(json.dumps({**fs, "forget": sorted(fs["forget"][:5] + [other])}))
+    f.write_text(json.dumps({**fs, "forget": sorted(fs["forget"][:5] + [other])}))
     assert_one_line(*run_script("evaluate.py", evaluate_argv(work), capsys, work), f"sample {other} is not in the forget groups")
 
 
 def test_a_bad_command_line_argument_is_one_line(work, capsys):
     code, err = run_script("forget_set.py", ["--params", work / "params.yaml", "--prepared", work / "prep",
-                                             "--ratio", "abc", "--seed", 0, "--out", work / "g.json"], capsys, work)
-    assert_one_line(code, err, "--ratio", "'abc'")
+                                             "--seed", "abc", "--out", work / "g"], capsys, work)
+    assert_one_line(code, err, "--seed", "'abc'")
 
 
 def test_grmu_recipes_refuses_a_ratio_outside_the_unit_interval(capsys):

@@ -357,7 +357,7 @@ def test_memorization_forget_set_and_its_subset_accuracies_through_the_stages(pr
     assert json.loads((tmp_path / "f.json").read_text())["kind"] == "memorization"
     # evaluation reports the accuracy of each subset
     train_reference(params, prepared_dir, 0, tmp_path / "m.pt")
-    res = evaluate.run(params, prepared_dir, tmp_path / "m.pt", tmp_path / "f.json", "pretrain", tmp_path / "e.json")
+    res = evaluate.run(params, prepared_dir, tmp_path / "m.npz", tmp_path / "f.json", "pretrain", tmp_path / "e.json")
     from grmu.inference import predict
     from grmu.models import load_checkpoint, new_model
 

@@ -102,7 +102,7 @@ def test_stages_check_the_forget_set_against_the_dataset(stage, prep, prepared_d
     save_forget(f, [test_idx], [[int(prep.y[test_idx]), int(prep.a[test_idx])]], 0.5, 0, 1)
     missing = tmp_path / "missing.pt"
     run = {
-        "evaluate": lambda: evaluate.run(small_params(), prepared_dir, missing, f, "x", tmp_path / "e.json"),
+        "evaluate": lambda: evaluate.run(small_params(), prepared_dir, tmp_path / "missing.npz", f, "x", tmp_path / "e.json"),
         "retrain": lambda: retrain.run(small_params(), prepared_dir, "erm", f, 0, tmp_path / "r.pt"),
         "unlearn": lambda: unlearn.run(small_params(), prepared_dir, missing, f, 0, tmp_path / "u.pt"),
     }[stage]
@@ -162,8 +162,9 @@ def test_unlearn_seeds_the_run_records_its_settings_and_applies_the_recipe_entry
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("unlearn miu seed=3: ")
 
 
-def test_evaluate_writes_the_run_and_the_checkpoint_info_less_its_history(prep, prepared_dir, tmp_path, capsys):
-    from grmu.models import new_model, save_checkpoint
+def test_evaluate_writes_the_run_and_the_model_info_of_its_outputs(prep, prepared_dir, tmp_path, capsys):
+    from grmu.inference import save_outputs
+    from grmu.models import new_model
     from grmu.runtime import run_info
     from grmu.splits import sample_forget, save_forget
     from grmu.stages import evaluate
@@ -172,10 +173,9 @@ def test_evaluate_writes_the_run_and_the_checkpoint_info_less_its_history(prep, 
     p = small_params()
     f = tmp_path / "f.json"
     save_forget(f, sample_forget(prep, [[1, 0]], 0.5, 2), [[1, 0]], 0.5, 2, 0)
-    ckpt = tmp_path / "m.pt"
-    save_checkpoint(ckpt, new_model(p["model"], prep, 0, load_weights=False),
-                    {"history": [1, 2], "epochs": 2, "run": {"seed": 7}})
-    result = evaluate.run(p, prepared_dir, ckpt, f, "retrain_gdro", tmp_path / "e.json")
+    outputs = tmp_path / "m.npz"
+    save_outputs(outputs, new_model(p["model"], prep, 0).eval(), prep, 512, {"epochs": 2, "run": {"seed": 7}}, "m")
+    result = evaluate.run(p, prepared_dir, outputs, f, "retrain_gdro", tmp_path / "e.json")
     assert json.loads((tmp_path / "e.json").read_text()) == result
     assert result["model"] == "retrain_gdro" and result["ratio"] == 0.5 and result["seed"] == 2
     assert result["groups"] == [[1, 0]] and result["trained"] == {"epochs": 2, "run": {"seed": 7}}

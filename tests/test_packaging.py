@@ -44,7 +44,7 @@ def test_the_lock_pins_every_declared_dependency_inside_its_range():
             if name == "grmu":
                 continue  # an extra naming other extras
             if group == "ssh":
-                continue  # optional remote plugin, not in the lock (README: pip install grmu[ssh])
+                continue  # optional remote plugin, not in the lock (docs/sharing-and-scaling.md: pip install -e .[ssh])
             assert name in lock, f"{req} ({group}) is not pinned in constraints.txt"
             assert req.specifier.contains(lock[name], prereleases=True), \
                 f"constraints.txt pins {name}=={lock[name]}, outside {req} ({group})"

@@ -1,4 +1,4 @@
-"""`grmu report --paper`: the paper's tables as data (checked against the fact sheet's numbers)
+"""`grmu report --paper`: the paper's tables as data (checked against numbers typed from the paper)
 and a run's results put next to them."""
 import json
 
@@ -20,7 +20,7 @@ def paper_value(dataset, ratio, model, reweight, metric, groups=1):
 
 
 @pytest.mark.parametrize("dataset,ratio,model,reweight,metric,groups,want", [
-    # fact sheet §9 (3-seed means, r = 0.5) and its headline avg. gaps, typed from there
+    # the paper's appendix tables (3-seed means) and its headline avg. gaps, typed from the paper
     ("celeba", 0.5, "pretrain", False, "UA", 1, 41.9),
     ("celeba", 0.5, "retrain_erm", False, "GA", 1, 34.4),
     ("celeba", 0.5, "retrain_reweight", True, "MIA", 1, 2.2),

@@ -21,8 +21,12 @@ def test_repro_builds_every_output(repo):
     path, run = repo
     res = dvc(run, "repro")
     stages = ran_stages(res.stdout)
-    assert {"prepare", "pretrain@1", "retrain@gdro-1.0-1", "unlearn@0.5-1", "evaluate_pretrain@1.0-1",
-            "evaluate@unlearned-0.5-1", "aggregate"} <= stages
+    assert stages == {"check_params", "prepare", "pretrain@1", "memorization@1", "forget_set@1", "retrain@erm-1",
+                      "retrain@reweight-1", "retrain@gdro-1", "unlearn@1", "aggregate"} | {
+        f"evaluate@{m}" for m in ("pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")}
+    for model in ("retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned"):  # a model and its outputs per ratio
+        assert sorted(p.name for p in (path / "models" / model / "1").iterdir()) == ["0.5.npz", "0.5.pt", "1.0.npz",
+                                                                                     "1.0.pt"]
     table = pd.read_csv(path / "metrics/table.csv")
     assert len(table) == 2 * 5  # 2 ratios x 5 models
     assert set(table["model"]) == {"PRETRAIN", "RETRAIN", "RETRAIN+REWEIGHT", "RETRAIN+Group-DRO", "FINETUNE"}
@@ -48,14 +52,16 @@ def test_second_repro_skips_everything(repo):
 
 @pytest.mark.parametrize("module,expected", [
     # a change of the unlearning stage reruns unlearn only (evaluate and aggregate follow its outputs)
-    ("src/grmu/stages/unlearn.py", {"unlearn@0.5-1", "unlearn@1.0-1"}),
+    ("src/grmu/stages/unlearn.py", {"unlearn@1"}),
+    # one method's file: check_params (it checks every method's options) and unlearn, no training
+    ("src/grmu/methods/scrub.py", {"check_params", "unlearn@1"}),
     # a change of the metric formulas reruns the evaluations and the aggregation, never training
-    ("src/grmu/metrics.py", {"evaluate_pretrain@0.5-1", "evaluate_pretrain@1.0-1", "aggregate"}
-     | {f"evaluate@{m}-{r}-1" for m in ("retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")
-        for r in ("0.5", "1.0")}),
+    # nor inference (the evaluations read the outputs the model stages saved)
+    ("src/grmu/metrics.py", {"aggregate"} | {f"evaluate@{m}" for m in ("pretrain", "retrain_erm", "retrain_reweight",
+                                                                        "retrain_gdro", "unlearned")}),
     # the training loop: every training stage (the memorization scores train models too), nothing else
-    ("src/grmu/train.py", {"check_params", "memorization@1", "pretrain@1", "unlearn@0.5-1", "unlearn@1.0-1"}
-     | {f"retrain@{v}-{r}-1" for v in ("erm", "reweight", "gdro") for r in ("0.5", "1.0")}),
+    ("src/grmu/train.py", {"check_params", "memorization@1", "pretrain@1", "unlearn@1"}
+     | {f"retrain@{v}-1" for v in ("erm", "reweight", "gdro")}),
 ])
 def test_a_code_change_invalidates_exactly_the_stages_that_import_it(repo, module, expected):
     path, run = repo
@@ -82,8 +88,7 @@ def test_exp_run_with_new_method_reruns_only_unlearn_evaluate_aggregate(repo):
     run("git", "add", "-A")
     run("git", "commit", "-qm", "baseline results")
     res = dvc(run, "exp", "run", "-S", "reweight=true", "-S", "method=finetune")
-    assert ran_stages(res.stdout) == {"check_params", "unlearn@0.5-1", "unlearn@1.0-1", "evaluate@unlearned-0.5-1",
-                                      "evaluate@unlearned-1.0-1", "aggregate"}
+    assert ran_stages(res.stdout) == {"check_params", "unlearn@1", "evaluate@unlearned", "aggregate"}
     shown = json.loads(dvc(run, "exp", "show", "--json").stdout)
     text = json.dumps(shown)
     assert text.count('"avg_gap"') >= 2  # the baseline and the experiment both report it
@@ -135,10 +140,9 @@ def test_sharp_minmax_reruns_only_unlearn_and_sam_pretraining_reruns_the_referen
     # SAM pretraining: every training stage of the references (the memorization scores' models
     # train with the same settings), and the aggregation's label
     assert changed == {"check_params", "memorization@1", "pretrain@1", "aggregate"} | {
-        f"retrain@{v}-{r}-1" for v in ("erm", "reweight", "gdro") for r in ("0.5", "1.0")}
+        f"retrain@{v}-1" for v in ("erm", "reweight", "gdro")}
     res = dvc(run, "exp", "run", "-S", "method=sharp_minmax", "-S", "unlearn.optimizer=adamw")
-    assert ran_stages(res.stdout) == {"check_params", "unlearn@0.5-1", "unlearn@1.0-1", "evaluate@unlearned-0.5-1",
-                                      "evaluate@unlearned-1.0-1", "aggregate"}
+    assert ran_stages(res.stdout) == {"check_params", "unlearn@1", "evaluate@unlearned", "aggregate"}
     summary = json.loads((path / "metrics/summary.json").read_text())
     assert summary["method"] == "sharp_minmax" and 0 < summary["ToW"] <= 100
     restore_committed(path, run, "params.yaml")
@@ -150,14 +154,14 @@ def test_the_sharp_line_on_embedded_mnist_with_random_forget_sets(repo):
     path, run = repo
     res = dvc(run, "exp", "run", "-S", "dataset=mnist", "-S", "forget.kind=random", "-S", "eval.reference=retrain_erm",
               "-S", "train.sam.mode=min", "-S", "method=neggrad_plus", "-S", "ratios=[0.5]")
-    assert {"prepare", "pretrain@1", "unlearn@0.5-1", "aggregate"} <= ran_stages(res.stdout)
+    assert {"prepare", "pretrain@1", "unlearn@1", "aggregate"} <= ran_stages(res.stdout)
     table = pd.read_csv(path / "metrics/table.csv")
     assert not {"EO", "GA", "DP", "EP"} & set(table.columns) and {"MIA_SVC", "ToW", "ToW-MIA"} <= set(table.columns)
     assert (table[table["model"] == "RETRAIN"]["avg. gap"] == "–").all()
     summary = json.loads((path / "metrics/summary.json").read_text())
     assert summary["dataset"] == "mnist" and summary["reference"] == "retrain_erm"
     assert summary["pretrain"] == "SAM-min rho=0.1" and 0 < summary["ToW_MIA"] <= 100
-    forget = json.loads((path / "data/forget/0.5-1.json").read_text())
+    forget = json.loads((path / "data/forget/1/0.5.json").read_text())
     assert forget["kind"] == "random" and forget["size"] == int(0.5 * forget["pool_size"])
     restore_committed(path, run, "params.yaml")
 
@@ -171,8 +175,8 @@ def test_memorization_forget_sets_on_embedded_mnist(repo):
     res = dvc(run, "exp", "run", "-S", "dataset=mnist", "-S", "forget.kind=memorization", "-S", "forget.level=high",
               "-S", "forget.count=60", "-S", "ratios=[0.1]", "-S", "memorization.models=4", "-S", "method=neggrad",
               "-S", "eval.reference=retrain_erm")
-    assert {"memorization@1", "forget_set@0.1-1", "unlearn@0.1-1", "aggregate"} <= ran_stages(res.stdout)
-    forget = json.loads((path / "data/forget/0.1-1.json").read_text())
+    assert {"memorization@1", "forget_set@1", "unlearn@1", "aggregate"} <= ran_stages(res.stdout)
+    forget = json.loads((path / "data/forget/1/0.1.json").read_text())
     assert forget["kind"] == "memorization" and forget["level"] == "high" and forget["score"] == "heldout"
     with np.load(path / "data/memorization/1.npz", allow_pickle=False) as z:
         index, scores = z["index"], z["score"]
@@ -187,7 +191,7 @@ def test_memorization_forget_sets_on_embedded_mnist(repo):
     # RUM on the mix forget set of the same scores: the memorization stage is not rerun
     res = dvc(run, "exp", "run", "-S", "forget.level=mix", "-S", "method=rum")
     stages = ran_stages(res.stdout)
-    assert {"forget_set@0.1-1", "unlearn@0.1-1", "aggregate"} <= stages and "memorization@1" not in stages
+    assert {"forget_set@1", "unlearn@1", "aggregate"} <= stages and "memorization@1" not in stages
     assert "rum step 2/3: mid (20 samples) with finetune" in res.stdout
     summary = json.loads((path / "metrics/summary.json").read_text())
     assert summary["method"] == "rum" and summary["forget"] == "memorization mix by heldout"
@@ -248,7 +252,7 @@ def test_kill_9_mid_training_then_rerun_gives_the_clean_result(tmp_path):
     assert proc.poll() is None, "the stage finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (path / "models/pretrain/1.pt").exists()
+    assert not (path / "models/pretrain/1.pt").exists() and not (path / "models/pretrain/1.npz").exists()
     dvc(run, "repro", "pretrain@1")
     after_kill = (path / "models/pretrain/1.pt").read_bytes()
     dvc(run, "repro", "--force", "pretrain@1")
@@ -278,9 +282,9 @@ def test_independent_stages_run_in_parallel_as_they_run_one_after_the_other(tmp_
                                       text=True) for lane in lanes]
             outs = [p.communicate(timeout=900)[0] for p in procs]
             assert all(p.returncode == 0 for p in procs), "\n".join(o[-2000:] for o in outs)
-            assert [len(ran_stages(o)) for o in outs] == [2, 2, 2]  # each lane ran its own stages only
+            assert [ran_stages(o) for o in outs] == [{f"retrain@{v}-1"} for v in ("erm", "reweight", "gdro")]
         status = dvc(run, "status", "retrain").stdout  # every retrain@ stage
         assert "up to date" in status, status
-        models[mode] = {p.relative_to(path): p.read_bytes() for p in sorted((path / "models").rglob("retrain_*/*.pt"))}
+        models[mode] = {p.relative_to(path): p.read_bytes() for p in sorted((path / "models").glob("retrain_*/*/*.pt"))}
     assert len(models["serial"]) == 6
     assert models["parallel"] == models["serial"]

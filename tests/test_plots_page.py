@@ -3,7 +3,9 @@
 by headless Chromium with the network off, every declared plot drawn.
 
 The npm tarballs come from the set-up step (`grmu plots-page`, run by .ci/run), cached in
-~/.cache/grmu/npm; the tests never download anything."""
+~/.cache/grmu/npm; the tests never download anything. Without the tarballs, or without headless
+Chromium, the tests that need them are skipped with one line saying what to install; with
+CI=true (as CI sets it) they fail instead, so CI never skips them silently."""
 import os
 import re
 import shutil
@@ -20,14 +22,29 @@ from grmu.report import plots_page
 from ._repo import copy_repo, dvc
 
 CACHE = plots_page.default_cache()
-BROWSER = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+
+
+def unavailable(what: str):
+    """Skip with one line, or fail under CI=true: CI must run every test it can, never skip one."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} (CI=true: failing instead of skipping)", pytrace=False)
+    pytest.skip(what)
 
 
 @pytest.fixture(scope="module")
 def cache():
-    missing = [n for n, v, _, _ in plots_page.LIBRARIES if not plots_page.tarball(CACHE, n, v).is_file()]
-    assert not missing, f"the npm tarballs of {missing} are not in {CACHE}: run `grmu plots-page` (the set-up) first"
+    missing = [f"{n}-{v}.tgz" for n, v, _, _ in plots_page.LIBRARIES if not plots_page.tarball(CACHE, n, v).is_file()]
+    if missing:
+        unavailable(f"no {', '.join(missing)} in {CACHE}: run `grmu plots-page` (needs npm once)")
     return CACHE
+
+
+@pytest.fixture(scope="module")
+def browser():
+    found = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+    if not found:
+        unavailable("headless Chromium not found: apt-get install chromium-headless-shell")
+    return found
 
 
 # --------------------------------------------------------------------------- the template
@@ -101,11 +118,10 @@ class _Drawn(HTMLParser):
                 break
 
 
-def render(page: Path) -> tuple[set, list[str], set]:
+def render(browser: str, page: Path) -> tuple[set, list[str], set]:
     """(ids of the page's vega plots, console errors, ids drawn) with the network off: a new
     network namespace where possible, and a proxy that does not exist in any case."""
-    assert BROWSER, "headless Chromium not found: apt-get install chromium-headless-shell"
-    cmd = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--proxy-server=http://127.0.0.1:9",
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--proxy-server=http://127.0.0.1:9",
            "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=20000", "--enable-logging=stderr", "--v=0",
            "--dump-dom", page.as_uri()]
     if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0:
@@ -138,11 +154,11 @@ def repo(tmp_path_factory, cache):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [["plots", "show"], ["plots", "diff", "HEAD~1", "HEAD"]])
-def test_every_plot_renders_offline(repo, command):
+def test_every_plot_renders_offline(browser, repo, command):
     path, run = repo
     out = path / ("page_" + command[1])
     dvc(run, *command, "-o", str(out))
-    plots, errors, drawn = render(out / "index.html")
+    plots, errors, drawn = render(browser, out / "index.html")
     assert len(plots) == 5, plots  # GA vs ratio, per-group accuracy, 2 training curves, the memorization histogram
     assert drawn == plots, f"not drawn: {sorted(plots - drawn)}"
     assert not errors, errors
@@ -151,13 +167,13 @@ def test_every_plot_renders_offline(repo, command):
 
 
 @pytest.mark.slow
-def test_without_the_template_the_page_draws_nothing_offline(repo):
+def test_without_the_template_the_page_draws_nothing_offline(browser, repo):
     """The check above can fail: DVC's default page (vega from a CDN) stays blank here."""
     path, run = repo
     (path / ".dvc" / "config.local").unlink()
     try:
         dvc(run, "plots", "show", "-o", str(path / "page_cdn"))
-        plots, _, drawn = render(path / "page_cdn" / "index.html")
+        plots, _, drawn = render(browser, path / "page_cdn" / "index.html")
     finally:
         run("grmu", "plots-page", "--cache", str(CACHE))
     assert plots and not drawn

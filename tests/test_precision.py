@@ -84,7 +84,7 @@ def test_the_mia_sees_bf16_losses_and_two_runs_give_the_same_metrics(prep, prepa
     monkeypatch.setattr(evaluate_stage, "split_metrics", lambda pred, loss, *a, **k: (seen.append(loss.copy()),
                                                                                          real(pred, loss, *a, **k))[1])
     for k in (1, 2):
-        evaluate_stage.run(p, prepared_dir, tmp_path / "pre.pt", tmp_path / "f.json", "pretrain", tmp_path / f"{k}.json")
+        evaluate_stage.run(p, prepared_dir, tmp_path / "pre.npz", tmp_path / "f.json", "pretrain", tmp_path / f"{k}.json")
     first, second = (json.loads((tmp_path / f"{k}.json").read_text()) for k in (1, 2))
     assert first["metrics"] == second["metrics"] and first["trained"]["model"]["precision"] == "bf16"
     assert bf16_exact(seen[0][~np.isnan(seen[0])])
@@ -93,8 +93,8 @@ def test_the_mia_sees_bf16_losses_and_two_runs_give_the_same_metrics(prep, prepa
     monkeypatch.setattr(evaluate_stage, "split_metrics", lambda pred, loss, *a, **k: (fp32_ckpt_eval.append(loss),
                                                                                          real(pred, loss, *a, **k))[1])
     pretrain.run(fp32, prepared_dir, 0, tmp_path / "pre32.pt")
-    # evaluated in the precision it trained in, whatever params say now
-    evaluate_stage.run(p, prepared_dir, tmp_path / "pre32.pt", tmp_path / "f.json", "pretrain", tmp_path / "3.json")
+    # evaluated in the precision it trained in (its stage saved its outputs), whatever params say now
+    evaluate_stage.run(p, prepared_dir, tmp_path / "pre32.npz", tmp_path / "f.json", "pretrain", tmp_path / "3.json")
     assert not bf16_exact(fp32_ckpt_eval[0][~np.isnan(fp32_ckpt_eval[0])])
 
 

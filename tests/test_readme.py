@@ -1,4 +1,4 @@
-"""The README's "Adding a dataset" and "Adding an unlearning method" recipes run as written:
+"""The "Adding a dataset" and "Adding an unlearning method" recipes of docs/contributing.md run as written:
 their code blocks are extracted, executed, and the new dataset and method go through the
 stages (prepare; forget set, pretrain, unlearn, evaluate)."""
 import re
@@ -15,13 +15,14 @@ from grmu.stages import evaluate, forget_set, pretrain, prepare, unlearn
 from tests._repo import merge
 from tests.conftest import small_params
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+DOC = Path(__file__).resolve().parents[1] / "docs" / "contributing.md"  # linked from README.md
+TEXT = DOC.read_text()
 
 
 def section(heading: str) -> str:
-    start = README.index(f"\n{heading}\n") + len(heading) + 2
-    end = README.find("\n## ", start)
-    return README[start:] if end < 0 else README[start:end]
+    start = TEXT.index(f"\n{heading}\n") + len(heading) + 2
+    end = TEXT.find("\n## ", start)
+    return TEXT[start:] if end < 0 else TEXT[start:end]
 
 
 def block(text: str, lang: str) -> str:
@@ -32,10 +33,10 @@ def block(text: str, lang: str) -> str:
 
 @pytest.fixture
 def readme_plugins():
-    """Execute both README snippets; unregister what they registered afterwards."""
+    """Execute both snippets of docs/contributing.md; unregister what they registered afterwards."""
     ds, ms = section("## Adding a dataset"), section("## Adding an unlearning method")
-    exec(compile(block(ds, "python"), "README: Adding a dataset", "exec"), {})
-    exec(compile(block(ms, "python"), "README: Adding an unlearning method", "exec"), {})
+    exec(compile(block(ds, "python"), "docs/contributing.md: Adding a dataset", "exec"), {})
+    exec(compile(block(ms, "python"), "docs/contributing.md: Adding an unlearning method", "exec"), {})
     yield merge(yaml.safe_load(block(ds, "yaml")), yaml.safe_load(block(ms, "yaml")))
     DATASETS.remove("my_dataset")
     METHODS.remove("my_method")
@@ -51,6 +52,6 @@ def test_readme_dataset_and_method_run_through_the_stages(readme_plugins, tmp_pa
     pretrain.run(params, tmp_path / "prep", 0, tmp_path / "pre.pt")
     info = unlearn.run(params, tmp_path / "prep", tmp_path / "pre.pt", tmp_path / "f.json", 0, tmp_path / "u.pt")
     assert info["name"] == "my_method" and info["options"] == {"ascent_weight": 1.0}
-    result = evaluate.run(params, tmp_path / "prep", tmp_path / "u.pt", tmp_path / "f.json", "unlearned",
+    result = evaluate.run(params, tmp_path / "prep", tmp_path / "u.npz", tmp_path / "f.json", "unlearned",
                           tmp_path / "u.json")
     assert 0 <= result["metrics"]["UA"] <= 100

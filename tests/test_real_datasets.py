@@ -266,7 +266,7 @@ def test_pipeline_runs_on_each_fixture(prepared, tmp_path, name):
     train_reference(p, prepared[name], 0, tmp_path / "pre.pt")
     train_reference(p, prepared[name], 0, tmp_path / "rw.pt", variant="reweight", forget_path=tmp_path / "f.json")
     unlearn(p, prepared[name], tmp_path / "pre.pt", tmp_path / "f.json", 0, tmp_path / "u.pt")
-    res = evaluate(p, prepared[name], tmp_path / "u.pt", tmp_path / "f.json", "unlearned", tmp_path / "e.json")
+    res = evaluate(p, prepared[name], tmp_path / "u.npz", tmp_path / "f.json", "unlearned", tmp_path / "e.json")
     assert all(0 <= res["metrics"][k] <= 100 for k in ("RA", "UA", "TA", "MIA", "EO", "GA"))
 
 
@@ -434,11 +434,11 @@ def test_dvc_exp_run_on_a_real_dataset_fixture(tmp_path, name, extra, n_groups, 
     res = dvc(run, "exp", "run", "-S", f"dataset={name}", "-S", f"data_dir={root}",
               "-S", f"datasets.{name}.image_size=16", *extra)
     stages = ran_stages(res.stdout)
-    assert {"prepare", "forget_set@0.5-1", "pretrain@1", "retrain@reweight-0.5-1", "unlearn@0.5-1",
-            "evaluate@unlearned-0.5-1", "aggregate"} <= stages
+    assert {"prepare", "forget_set@1", "pretrain@1", "retrain@reweight-1", "unlearn@1", "evaluate@unlearned",
+            "aggregate"} <= stages
     meta = json.loads((path / "data/prepared/meta.json").read_text())
     assert meta["dataset"] == name and meta["input_shape"] == [3, 16, 16]
-    forget = json.loads((path / "data/forget/0.5-1.json").read_text())
+    forget = json.loads((path / "data/forget/1/0.5.json").read_text())
     assert len(forget["groups"]) == n_groups and forget["size"] == forget["pool_size"] // 2
     assert pool is None or forget["pool_size"] == pool
     summary = json.loads((path / "metrics/summary.json").read_text())
@@ -446,7 +446,7 @@ def test_dvc_exp_run_on_a_real_dataset_fixture(tmp_path, name, extra, n_groups, 
     assert name in (path / "metrics/table.md").read_text()
     want = PAPER[name]
     pre = torch.load(path / "models/pretrain/1.pt", weights_only=True)["info"]
-    gdro = torch.load(path / "models/retrain_gdro/0.5-1.pt", weights_only=True)["info"]
+    gdro = torch.load(path / "models/retrain_gdro/1/0.5.pt", weights_only=True)["info"]
     assert pre["model"] == {**want["model"], "pretrained": str(root / "resnet18.a1_in1k.safetensors")}
     assert {k: pre["train"][k] for k in want["train"]} == want["train"] and len(pre["history"]) == 30
     g = want["gdro"]

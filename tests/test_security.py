@@ -94,22 +94,41 @@ def test_poisoned_pretrained_weights_are_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_evaluate_stage_refuses_poisoned_checkpoint_in_one_line(prepared_dir, tmp_path):
+def test_a_stage_refuses_a_poisoned_checkpoint_in_one_line(prepared_dir, tmp_path):
     """Through the stage script, as `dvc repro` runs it: one line, exit 2, no output, no payload."""
     from grmu.stages.forget_set import run as forget_set
     from tests.conftest import small_params
 
-    forget_set(small_params(), prepared_dir, 0.5, 0, tmp_path / "f.json")
+    forget_set(small_params(), prepared_dir, 0.5, 0, tmp_path / "forget/0.5.json")
     marker = tmp_path / "ran"
     poison(tmp_path / "m.pt", marker, lambda p: {"state_dict": {}, "info": p})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(small_params()))
-    out = tmp_path / "e.json"
-    res = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "--params", str(tmp_path / "params.yaml"),
-                          "--prepared", str(prepared_dir), "--model", str(tmp_path / "m.pt"), "--name", "x",
-                          "--forget", str(tmp_path / "f.json"), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(small_params(ratios=[0.5])))
+    out = tmp_path / "u"
+    res = subprocess.run([sys.executable, str(ROOT / "stages" / "unlearn.py"), "--params", str(tmp_path / "params.yaml"),
+                          "--prepared", str(prepared_dir), "--pretrained", str(tmp_path / "m.pt"), "--seed", "0",
+                          "--forget", str(tmp_path / "forget"), "--out", str(out)], capture_output=True, text=True,
+                         cwd=ROOT)
     assert res.returncode == 2, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "cannot load checkpoint" in res.stderr
     assert not out.exists() and not marker.exists()
+
+
+def test_poisoned_model_outputs_are_refused(prep, tmp_path):
+    """The outputs that evaluate@{model} reads are numpy archives: a pickled object in one never runs."""
+    import numpy as np
+
+    from grmu.inference import load_outputs
+
+    marker = tmp_path / "ran"
+    payload = np.empty((len(prep.y), 2), dtype=object)
+    payload[0, 0] = Payload(marker)
+    np.savez(tmp_path / "m.npz", logits=payload, loss=np.zeros(len(prep.y), np.float32), info=np.array("{}"))
+    np.load(tmp_path / "m.npz", allow_pickle=True)["logits"]  # the fixture is live: an unsafe load runs it
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(GrmuError, match="cannot read model outputs .*m.npz"):
+        load_outputs(tmp_path / "m.npz", len(prep.y))
+    assert not marker.exists()
 
 
 def test_no_unsafe_torch_load_in_the_code():

@@ -27,7 +27,7 @@ def trained(prepared_dir, tmp_path_factory):
 
 def test_evaluate_measures_each_metric_on_its_own_set(prepared_dir, trained):
     p, d = trained
-    result = evaluate(p, prepared_dir, d / "pre.pt", d / "f.json", "pretrain", d / "e.json")
+    result = evaluate(p, prepared_dir, d / "pre.npz", d / "f.json", "pretrain", d / "e.json")
     assert json.loads((d / "e.json").read_text()) == result
     prep = load_prepared(prepared_dir)
     model = model_for(p["model"], prep, load_weights=False)
@@ -59,15 +59,16 @@ def test_evaluate_measures_each_metric_on_its_own_set(prepared_dir, trained):
 
 @pytest.mark.parametrize("kind,fairness,ga", [("random", False, False), ("group", False, True)])
 def test_evaluate_omits_metrics_a_dataset_without_groups_cannot_have(tmp_path, kind, fairness, ga):
-    from grmu.models import new_model, save_checkpoint
+    from grmu.inference import save_outputs
+    from grmu.models import new_model
     from grmu.stages.prepare import run as prepare
 
     p = small_params(dataset="mnist", forget={"kind": kind})
     prepare(p, tmp_path / "prep")
     forget_set(p, tmp_path / "prep", 0.1, 0, tmp_path / "f.json")
     prep = load_prepared(tmp_path / "prep")
-    save_checkpoint(tmp_path / "m.pt", new_model(p["model"], prep, 0), {"name": "untrained"})
-    m = evaluate(p, tmp_path / "prep", tmp_path / "m.pt", tmp_path / "f.json", "pretrain", tmp_path / "e.json")["metrics"]
+    save_outputs(tmp_path / "m.npz", new_model(p["model"], prep, 0), prep, 512, {"name": "untrained"}, "m")
+    m = evaluate(p, tmp_path / "prep", tmp_path / "m.npz", tmp_path / "f.json", "pretrain", tmp_path / "e.json")["metrics"]
     assert ({"EO", "DP", "EP"} <= set(m)) == fairness and ("GA" in m) == ga
     assert {"RA", "UA", "TA", "MIA", "MIA_SVC", "WG"} <= set(m)
 
@@ -145,7 +146,113 @@ def test_evaluate_uses_the_configured_mia_mode(prepared_dir, trained, mode, monk
 
     monkeypatch.setattr(stage, "split_metrics", spy)
     q = {**p, "eval": {**p["eval"], "mia": mode}}
-    m = evaluate(q, prepared_dir, d / "pre.pt", d / "f.json", "pretrain", d / f"e-{mode}.json")["metrics"]
+    m = evaluate(q, prepared_dir, d / "pre.npz", d / "f.json", "pretrain", d / f"e-{mode}.json")["metrics"]
     assert seen == [mode]
     if mode == "single":
         assert m["MIA_config"] == "100-gini"
+
+
+def test_a_model_stage_saves_its_outputs_on_every_sample_as_an_evaluation_would_compute_them(prepared_dir, trained):
+    """The outputs beside PRETRAIN's checkpoint are the checkpoint's logits and losses on every
+    sample (each split in its own batches), with the checkpoint's info less its history."""
+    import torch
+
+    from grmu.inference import load_outputs, predictions
+    from grmu.prepared import SPLITS
+
+    p, d = trained
+    prep = load_prepared(prepared_dir)
+    model = model_for(p["model"], prep, load_weights=False)
+    info = load_checkpoint(d / "pre.pt", model)
+    logits = np.zeros((len(prep.y), prep.n_classes), dtype=np.float32)
+    pred, loss = predictions(model, prep, {s: prep.indices(s) for s in SPLITS}, 512, logits)
+    out = load_outputs(d / "pre.npz", len(prep.y))
+    assert np.array_equal(out["logits"], logits) and np.array_equal(out["loss"], loss)
+    assert np.array_equal(out["pred"], pred) and (pred >= 0).all()
+    assert "history" in info and out["info"] == {k: v for k, v in info.items() if k != "history"}
+    # the losses are those of each sample's own label (a fixture with both classes tells)
+    want = torch.nn.functional.cross_entropy(torch.as_tensor(logits), torch.as_tensor(prep.y), reduction="none")
+    assert np.allclose(out["loss"], want.numpy(), atol=1e-6) and len(set(prep.y)) == 2
+    with pytest.raises(Exception, match="do not cover the 10 prepared samples"):
+        load_outputs(d / "pre.npz", 10)
+
+
+def test_the_seed_stages_build_one_forget_set_and_one_model_per_ratio(prepared_dir, trained, tmp_path):
+    """forget_set@seed and unlearn@seed loop over the ratios: the same files as one call each."""
+    from grmu.stages import forget_set as fs_stage
+    from grmu.stages import unlearn as un_stage
+
+    p, d = trained
+    q = {**p, "ratios": [0.3, 0.9]}
+    fs_stage.run_seed(q, prepared_dir, 0, tmp_path / "forget")
+    assert sorted(f.name for f in (tmp_path / "forget").iterdir()) == ["0.3.json", "0.9.json"]
+    assert (tmp_path / "forget/0.9.json").read_bytes() == (d / "f.json").read_bytes()
+    assert len(load_forget(tmp_path / "forget/0.3.json")["forget"]) < len(load_forget(d / "f.json")["forget"])
+    un_stage.run_seed(q, prepared_dir, d / "pre.pt", tmp_path / "forget", 0, tmp_path / "u", tmp_path / "logs")
+    assert sorted(f.name for f in (tmp_path / "u").iterdir()) == ["0.3.npz", "0.3.pt", "0.9.npz", "0.9.pt"]
+    assert sorted(f.name for f in (tmp_path / "logs").iterdir()) == ["0.3", "0.9"]
+    unlearn(q, prepared_dir, d / "pre.pt", d / "f.json", 0, tmp_path / "one.pt")
+    assert (tmp_path / "one.pt").read_bytes() == (tmp_path / "u/0.9.pt").read_bytes()
+    assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "u/0.9.npz").read_bytes()
+
+
+def test_evaluate_model_reads_each_ratio_and_seed_from_its_own_files(prepared_dir, trained, tmp_path):
+    """evaluate@{model}: PRETRAIN's outputs per seed, the other models' per seed and ratio."""
+    import shutil
+
+    from grmu.stages import evaluate as ev_stage
+
+    p, d = trained
+    (tmp_path / "forget/0").mkdir(parents=True)
+    shutil.copy(d / "f.json", tmp_path / "forget/0/0.9.json")
+    (tmp_path / "models/pretrain").mkdir(parents=True)
+    shutil.copy(d / "pre.npz", tmp_path / "models/pretrain/0.npz")
+    q = {**p, "ratios": [0.9], "seeds": [0]}
+    [result] = ev_stage.run_model(q, prepared_dir, "pretrain", tmp_path / "models", tmp_path / "forget",
+                                  tmp_path / "eval")
+    assert json.loads((tmp_path / "eval/0.9-0.json").read_text()) == result
+    assert result["metrics"] == evaluate(p, prepared_dir, d / "pre.npz", d / "f.json", "pretrain", d / "e2.json")["metrics"]
+    assert ev_stage.outputs_file("m", "unlearned", 0.9, 0).as_posix() == "m/unlearned/0/0.9.npz"
+    assert ev_stage.outputs_file("m", "pretrain", 0.9, 0).as_posix() == "m/pretrain/0.npz"
+
+
+def test_a_diverged_unlearning_saves_nothing(prepared_dir, trained, tmp_path):
+    """Weights that became NaN (a huge lr) stop the stage with one line before any file is saved."""
+    import torch
+
+    from grmu import GrmuError
+    from grmu.methods import METHODS, register_method
+
+    p, d = trained
+
+    @register_method("_diverge")
+    def diverge(ctx):
+        with torch.no_grad():
+            ctx.model.head.weight.fill_(float("inf"))
+        return ctx.model
+
+    try:
+        with pytest.raises(GrmuError, match=r"unlearn _diverge r=0.9 seed=0: the model's outputs are not finite on "
+                                            r"\d+ of \d+ samples; the run diverged and nothing was saved"):
+            unlearn(small_params(method="_diverge"), prepared_dir, d / "pre.pt", d / "f.json", 0, tmp_path / "u.pt")
+    finally:
+        METHODS.remove("_diverge")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_stage_removes_every_file_it_wrote(tmp_path):
+    from grmu.runtime import removed_on_failure
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/0.5.pt").write_text("x")
+    (tmp_path / "one.npz").write_text("x")
+    with pytest.raises(RuntimeError), removed_on_failure(tmp_path / "out", tmp_path / "one.npz", None):
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(SystemExit), removed_on_failure(tmp_path / "kept"):
+        raise SystemExit(0)  # the torchrun launcher's success
+    with removed_on_failure(tmp_path / "kept"):
+        pass
+    assert (tmp_path / "kept").is_dir()
+

@@ -162,13 +162,14 @@ def test_same_params_and_seed_give_identical_weights_and_metrics(prepared_dir, t
     metrics = []
     for name in ("a", "b"):
         train_reference(p, prepared_dir, 3, tmp_path / f"{name}.pt", variant="reweight", forget_path=tmp_path / "f.json")
-        metrics.append(evaluate(p, prepared_dir, tmp_path / f"{name}.pt", tmp_path / "f.json", name,
+        metrics.append(evaluate(p, prepared_dir, tmp_path / f"{name}.npz", tmp_path / "f.json", name,
                                 tmp_path / f"{name}.json")["metrics"])
     sa = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
     sb = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     # byte-identical files too, so a rerun does not make DVC rerun the evaluations downstream
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
     assert metrics[0] == metrics[1]
     info = torch.load(tmp_path / "a.pt", weights_only=True)["info"]
     assert info["run"]["seed"] == 3 and "torch" in info["run"] and "device" in info["run"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's "where the two halves meet" comparison on the embedded default (colored_mnist):
+# The "group forget sets and memorization" comparison of docs/results.md, on the embedded default (colored_mnist):
 # held-out memorization scores of the train split (K = 16 models per seed) and, for each method,
 # the group forget set at ratio 0.5 (112 samples of the minority group digit>=5 on red) next to a
 # random and two memorization forget sets (high, low) of the same 112 samples; reference = plain

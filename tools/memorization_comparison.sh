@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's memorization comparison on the embedded 10-class default (mnist): forget sets of
+# The memorization comparison of docs/results.md, on the embedded 10-class default (mnist): forget sets of
 # 300 training samples (10%) chosen by held-out memorization scores (K = 16 models per seed), at
 # each level, reference = plain RETRAIN, 3 seeds, one DVC experiment per (level, method), RUM on
 # the mix level, then one report. Run from the repository root with the venv active:

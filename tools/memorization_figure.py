@@ -1,4 +1,4 @@
-"""The README's ToW-vs-memorization figure, from `grmu report`'s table of memorization
+"""The ToW-vs-memorization figure of docs/results.md, from `grmu report`'s table of memorization
 experiments (tools/memorization_comparison.sh writes reports/memorization/methods.csv):
 left, the forget-set accuracy UA of PRETRAIN and RETRAIN at each memorization level (how much
 there is to forget); right, each method's ToW and ToW-MIA at each level (mean ± std over seeds).

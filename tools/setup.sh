@@ -26,5 +26,5 @@ if command -v npm >/dev/null || ls "$cache"/*.tgz >/dev/null 2>&1; then
                                       "from its CDN until \`grmu plots-page\` succeeds" >&2
 else
     echo "note: npm not found, so no offline plots page: dvc plots show will load vega from its CDN" \
-         "(see README, Plots offline)" >&2
+         "(see docs/metrics.md, Plots offline)" >&2
 fi

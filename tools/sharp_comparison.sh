@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's comparison on the embedded 10-class default (mnist, random forget sets of 10% of
+# The comparison of docs/results.md, on the embedded 10-class default (mnist, random forget sets of 10% of
 # train, reference = plain RETRAIN): every method after plain and after SAM pretraining, 3 seeds,
 # one DVC experiment each, then one report. Run from the repository root with the venv active:
 #     bash tools/sharp_comparison.sh            (about half an hour on 2 CPU cores)

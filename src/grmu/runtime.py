@@ -78,6 +78,25 @@ def atomic_path(path: str | Path):
             os.remove(tmp)
 
 
+@contextmanager
+def removed_on_failure(*paths):
+    """Remove ``paths`` (the files and folders a stage writes, None skipped) when the block fails,
+    so that a stage writing several files never leaves some of them behind. ``SystemExit(0)``
+    (the launcher of distributed processes ending after their success) is not a failure."""
+    import shutil
+
+    try:
+        yield
+    except BaseException as e:
+        if not (isinstance(e, SystemExit) and e.code in (0, None)):
+            for path in (Path(p) for p in paths if p is not None):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                elif path.exists():
+                    path.unlink()
+        raise
+
+
 def write_json(path: str | Path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -21,9 +21,6 @@ SRC = ROOT / "src"
 CODE_SUFFIXES = (".py", ".yaml")
 # data files that a module reads at run time, relative to src/
 READS = {"grmu/recipes/__init__.py": ("grmu/recipes/*.yaml",), "grmu/protocols/__init__.py": ("grmu/protocols/*.yaml",)}
-# process plumbing that every stage script imports but that cannot change what a stage computes:
-# grmu.warm only decides which process runs the script (tests/test_warm.py: byte-identical outputs)
-PLUMBING = {"grmu/warm.py"}
 
 
 def module_path(name: str) -> Path | None:
@@ -79,7 +76,7 @@ def stage_code(script: str | Path) -> set[Path]:
             parts = name.split(".")
             for i in range(1, len(parts) + 1):
                 path = module_path(".".join(parts[:i]))
-                if path is not None and path not in seen and path.relative_to(SRC).as_posix() not in PLUMBING:
+                if path is not None and path not in seen:
                     seen.add(path)
                     todo.append(path)
     for path in list(seen):

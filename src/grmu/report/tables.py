@@ -101,7 +101,7 @@ def curves(logs_dir: str | Path, ratio, seed, metric: str, models) -> pd.DataFra
     """Per-epoch ``metric`` of each model's training run at (ratio, seed), wide by model."""
     cols = {}
     for model in models:
-        d = Path(logs_dir) / model / (str(seed) if model == "pretrain" else f"{ratio}-{seed}")
+        d = Path(logs_dir) / model / str(seed) / ("" if model == "pretrain" else str(ratio))
         s = read_curve(d, metric)
         if s is not None:
             cols[model] = s

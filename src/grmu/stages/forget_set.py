@@ -1,6 +1,6 @@
-"""Stage `forget_set@{ratio}-{seed}`: draw the forget set once and persist it (group and
+"""Stage `forget_set@{seed}`: draw the forget set of every ratio once and persist it (group and
 random kinds: ``grmu.splits``; memorization kind: selected by the seed's memorization scores,
-``grmu.memorization``)."""
+``grmu.memorization``). ``run`` draws one, ``run_seed`` one per ratio (``{ratio}.json``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,3 +31,7 @@ def run(params: dict, prepared: str | Path, ratio: float, seed: int, out: str | 
     save_forget(out, chosen, groups, ratio, seed, len(pool), kind, extra)
     print(f"forget set r={ratio} seed={seed}: {len(chosen)} of {len(pool)} samples {where}")
     return {"size": len(chosen), "pool": len(pool)}
+
+
+def run_seed(params: dict, prepared, seed: int, out_dir, memorization=None) -> list[dict]:
+    return [run(params, prepared, r, seed, Path(out_dir) / f"{r}.json", memorization) for r in params["ratios"]]

@@ -1,4 +1,5 @@
-"""Stage `pretrain@{seed}`: train from scratch on all of train, keep the best-validation epoch.
+"""Stage `pretrain@{seed}`: train from scratch on all of train, keep the best-validation epoch;
+save the checkpoint and, beside it, the model's outputs on every sample (``grmu.inference``).
 
 ``train_and_save`` is the body shared with the RETRAIN stages (``grmu.stages.retrain``)."""
 from __future__ import annotations
@@ -8,6 +9,7 @@ import time
 import numpy as np
 
 from grmu.distributed import is_main
+from grmu.inference import outputs_path, save_outputs
 from grmu.models import new_model, save_checkpoint
 from grmu.prepared import Prepared, load_prepared
 from grmu.protocols import protocol_name
@@ -18,7 +20,8 @@ from grmu.train import Pass, ce_loss, fit
 def train_and_save(params: dict, cfg: dict, prep: Prepared, idx: np.ndarray, seed: int, out, live_dir, name: str,
                    loss=ce_loss, weights: np.ndarray | None = None, settings: dict | None = None) -> dict:
     """Train a fresh model of ``params['model']`` with ``cfg`` on samples ``idx`` (drawn with
-    ``weights`` when given), keep the best-validation-accuracy epoch and save it to ``out``.
+    ``weights`` when given), keep the best-validation-accuracy epoch and save it to ``out``, its
+    outputs on every sample beside it (``grmu.inference.outputs_path``).
 
     The checkpoint's info records the model, ``cfg``, the protocol and ``settings`` (a
     variant's own, e.g. Group-DRO's eta) next to the training history."""
@@ -35,6 +38,8 @@ def train_and_save(params: dict, cfg: dict, prep: Prepared, idx: np.ndarray, see
                 "run": run_info(seed)}
         close_live(live, "train_seconds", seconds)
         if main:
+            save_outputs(outputs_path(out), model, prep, params["eval"]["batch_size"],
+                         {k: v for k, v in info.items() if k != "history"}, f"{name} seed {seed}")
             save_checkpoint(out, model.cpu(), info)
     if main:
         print(f"{name} seed={seed}: best val acc {max(h['val_acc'] for h in history):.2f} in {seconds:.1f}s")

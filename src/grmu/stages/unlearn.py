@@ -1,9 +1,13 @@
-"""Stage `unlearn@{ratio}-{seed}`: apply `method` (with `reweight`) to the PRETRAIN checkpoint of
-the same seed; keep the last epoch (unlearning does no model selection)."""
+"""Stage `unlearn@{seed}`: apply `method` (with `reweight`) to the PRETRAIN checkpoint of the
+seed, once per ratio (its forget set); keep the last epoch (unlearning does no model selection);
+save each checkpoint and its outputs on every sample. ``run`` unlearns one forget set,
+``run_seed`` every ratio's."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+from grmu.inference import outputs_path, save_outputs
 from grmu.methods import UnlearnContext, get_method
 from grmu.models import load_checkpoint, new_model, save_checkpoint
 from grmu.prepared import load_prepared
@@ -33,6 +37,15 @@ def run(params: dict, prepared, pretrained, forget_path, seed: int, out, live_di
                 "run": run_info(seed)}
         seconds = time.time() - t0
         close_live(live, "unlearn_seconds", seconds)
+        save_outputs(outputs_path(out), model, prep, params["eval"]["batch_size"], info,
+                     f"unlearn {spec.name} r={fs['ratio']} seed={seed}")
         save_checkpoint(out, model.cpu(), info)
     print(f"unlearn {spec.name}{'+reweight' if params['reweight'] else ''} seed={seed}: {seconds:.1f}s")
     return {**info, "unlearn_seconds": seconds}
+
+
+def run_seed(params: dict, prepared, pretrained, forget_dir, seed: int, out_dir, live_dir=None) -> list[dict]:
+    """``run`` for every ratio: forget set ``forget_dir/{ratio}.json``, checkpoint
+    ``out_dir/{ratio}.pt`` (outputs ``{ratio}.npz``), curves ``live_dir/{ratio}``."""
+    return [run(params, prepared, pretrained, Path(forget_dir) / f"{r}.json", seed, Path(out_dir) / f"{r}.pt",
+                None if live_dir is None else Path(live_dir) / str(r)) for r in params["ratios"]]
