@@ -26,6 +26,7 @@ samples/s and the projected seconds per epoch over the dataset's real training s
 
     python bench/epoch_cost.py [--datasets celeba multinli] [--samples 2048] [--no-official]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,9 +85,14 @@ class JpegFolder(torch.utils.data.Dataset):
         from torchvision import transforms
 
         self.files, self.labels = files, labels
-        self.transform = transforms.Compose([
-            transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-            transforms.Normalize([0.5] * 3, [0.5] * 3)])
+        self.transform = transforms.Compose(
+            [
+                transforms.RandomResizedCrop(224),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                transforms.Normalize([0.5] * 3, [0.5] * 3),
+            ]
+        )
 
     def __len__(self):
         return len(self.files)
@@ -113,20 +119,29 @@ def write_jpegs(folder: Path, n: int) -> list[Path]:
     return files
 
 
-def official_epochs(name: str, model, cfg: dict, prep: Prepared, jpegs: list[Path] | None, workers: int,
-                    dev, bf16: bool) -> float:
+def official_epochs(
+    name: str, model, cfg: dict, prep: Prepared, jpegs: list[Path] | None, workers: int, dev, bf16: bool
+) -> float:
     """Samples/s of the second of two epochs of an official-style loop over the same samples."""
     if jpegs is not None:
         data = JpegFolder(jpegs, prep.y)
     else:
         data = torch.utils.data.TensorDataset(prep.inputs.long(), torch.as_tensor(prep.y))
-    loader = torch.utils.data.DataLoader(data, batch_size=cfg["batch_size"], shuffle=True, num_workers=workers,
-                                         pin_memory=dev.type == "cuda", drop_last=False,
-                                         persistent_workers=workers > 0)
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=cfg["batch_size"],
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+        drop_last=False,
+        persistent_workers=workers > 0,
+    )
     if cfg["optimizer"] == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+        opt = torch.optim.SGD(
+            model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
+        )
     model.train()
     rate = 0.0
     for epoch in range(2):
@@ -151,22 +166,30 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(TRAIN_SIZE), choices=list(TRAIN_SIZE))
     ap.add_argument("--samples", type=int, default=2048, help="stand-in samples per timed epoch")
-    ap.add_argument("--official", action=argparse.BooleanOptionalAction, default=True,
-                    help="also time the official-style loop and print the ratio")
+    ap.add_argument(
+        "--official",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the official-style loop and print the ratio",
+    )
     ap.add_argument("--workers", type=int, default=8, help="official-style DataLoader workers (the paper's: 8)")
     args = ap.parse_args()
     dev = device()
     name_of_dev = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name_of_dev}, torch {torch.__version__}, {args.samples} samples per timed epoch")
-    print(f"{'dataset':11s} {'model':9s} {'precision':9s} {'train samples/s':>15s} {'eval samples/s':>15s} "
-          f"{'s / epoch':>10s} {'official/s':>10s} {'ratio':>6s}  train split")
+    print(
+        f"{'dataset':11s} {'model':9s} {'precision':9s} {'train samples/s':>15s} {'eval samples/s':>15s} "
+        f"{'s / epoch':>10s} {'official/s':>10s} {'ratio':>6s}  train split"
+    )
     with tempfile.TemporaryDirectory(prefix="grmu-jpegs-") as tmp:
         jpegs = write_jpegs(Path(tmp), args.samples) if args.official and set(args.datasets) - {"multinli"} else None
         for name in args.datasets:
             seed_everything(0)
             prep = stand_in(name, args.samples)
             model_cfg, cfg = recipe(name)
-            model = build_model(model_cfg, prep.n_classes, prep.meta["input_shape"], vocab_size=prep.meta.get("vocab_size"))
+            model = build_model(
+                model_cfg, prep.n_classes, prep.meta["input_shape"], vocab_size=prep.meta.get("vocab_size")
+            )
             model.to(dev)
             # the protocols' precision: auto (bf16 on a GPU) for ResNet; the official BERT runs are fp32
             model.precision = run_precision("fp32" if name == "multinli" else "auto", dev)
@@ -186,13 +209,24 @@ def main():
             eval_rate = args.samples / (time.perf_counter() - t0)
             official, ratio = "", ""
             if args.official:
-                rate = official_epochs(name, model, cfg, prep, None if name == "multinli" else jpegs,
-                                       min(args.workers, os.cpu_count() or 1), dev, model.precision == "bf16")
+                rate = official_epochs(
+                    name,
+                    model,
+                    cfg,
+                    prep,
+                    None if name == "multinli" else jpegs,
+                    min(args.workers, os.cpu_count() or 1),
+                    dev,
+                    model.precision == "bf16",
+                )
                 official, ratio = f"{rate:10.0f}", f"{train_rate / rate:6.2f}"
             size = TRAIN_SIZE[name]
             seconds, split = (size / train_rate, f"{size:,}") if size else (10_000 / train_rate, "per 10,000")
-            print(f"{name:11s} {model_cfg['arch']:9s} {model.precision:9s} {train_rate:15.0f} {eval_rate:15.0f} "
-                  f"{seconds:10.0f} {official:>10s} {ratio:>6s}  {split}", flush=True)
+            print(
+                f"{name:11s} {model_cfg['arch']:9s} {model.precision:9s} {train_rate:15.0f} {eval_rate:15.0f} "
+                f"{seconds:10.0f} {official:>10s} {ratio:>6s}  {split}",
+                flush=True,
+            )
             del model
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

@@ -13,6 +13,7 @@ all on this machine's CPU (or GPU if present, for the last two). Usage:
 
     python bench/loader_speed.py [--images 256] [--size 224] [--batch 32] [--steps 3]
 """
+
 from __future__ import annotations
 
 import argparse

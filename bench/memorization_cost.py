@@ -9,6 +9,7 @@ of ``confidence`` etc.: one PRETRAIN-like training with per-example records) is 
 
     .venv/bin/python bench/memorization_cost.py --set dataset=mnist [--models 4 8 16] [--sizes 750 1500 3000]
 """
+
 import argparse
 import sys
 import tempfile
@@ -38,8 +39,10 @@ def main():
     train = prep.indices("train")
     sizes = args.sizes or [len(train)]
     cfg = memorization.train_cfg(params)
-    print(f"dataset {params['dataset']}, model {params['model']['arch']}, {cfg['epochs']} epochs per model, "
-          f"batch {cfg['batch_size']}, fraction {params['memorization']['fraction']}")
+    print(
+        f"dataset {params['dataset']}, model {params['model']['arch']}, {cfg['epochs']} epochs per model, "
+        f"batch {cfg['batch_size']}, fraction {params['memorization']['fraction']}"
+    )
     print(f"{'K':>4} {'train samples':>14} {'total s':>9} {'s / model':>10} {'s / model / 1k samples':>23}")
     for n in sizes:
         for k in args.models:

@@ -10,6 +10,7 @@ to SCRUB, and what SAM costs: RETRAIN with ``train.sam.mode: min`` and FINETUNE 
 
     .venv/bin/python bench/method_cost.py [--ratio 0.5] [--seed 0] [--repeat 3] [--set key=value ...]
 """
+
 import argparse
 import copy
 import statistics
@@ -50,8 +51,9 @@ def main():
     prepare.run(params, tmp / "prep")
     forget_set.run(params, tmp / "prep", args.ratio, args.seed, tmp / "f.json")
     pretrain.run(params, tmp / "prep", args.seed, tmp / "pre.pt")
-    retrain_sec, _ = timed(lambda: retrain.run(params, tmp / "prep", "erm", tmp / "f.json", args.seed, tmp / "re.pt"),
-                           args.repeat)
+    retrain_sec, _ = timed(
+        lambda: retrain.run(params, tmp / "prep", "erm", tmp / "f.json", args.seed, tmp / "re.pt"), args.repeat
+    )
     train_epochs = params["train"]["epochs"]
     rows = [("RETRAIN", retrain_sec, train_epochs, f"epochs {train_epochs}, batch {params['train']['batch_size']}")]
 
@@ -59,8 +61,9 @@ def main():
         p = copy.deepcopy(params)
         p["method"] = name
         p["unlearn"]["sam"].update(unlearn_over)
-        return timed(lambda: unlearn.run(p, tmp / "prep", tmp / "pre.pt", tmp / "f.json", args.seed, tmp / "u.pt"),
-                     args.repeat)
+        return timed(
+            lambda: unlearn.run(p, tmp / "prep", tmp / "pre.pt", tmp / "f.json", args.seed, tmp / "u.pt"), args.repeat
+        )
 
     skipped = []
     for spec in list_methods():
@@ -70,16 +73,21 @@ def main():
             skipped.append(f"{spec.name}: {e}")
             continue
         epochs = 1 if spec.name == "influence" else info["unlearn"]["epochs"]
-        rows.append((spec.name, sec, epochs, f"epochs {info['unlearn']['epochs']}, batch {info['unlearn']['batch_size']}"))
+        rows.append(
+            (spec.name, sec, epochs, f"epochs {info['unlearn']['epochs']}, batch {info['unlearn']['batch_size']}")
+        )
     sam_params = copy.deepcopy(params)
     sam_params["train"]["sam"]["mode"] = "min"
-    sam_retrain, _ = timed(lambda: retrain.run(sam_params, tmp / "prep", "erm", tmp / "f.json", args.seed,
-                                               tmp / "re.pt"), args.repeat)
+    sam_retrain, _ = timed(
+        lambda: retrain.run(sam_params, tmp / "prep", "erm", tmp / "f.json", args.seed, tmp / "re.pt"), args.repeat
+    )
     sam_ft, info = run_method("finetune", mode="min")
     rows.append(("RETRAIN+SAM", sam_retrain, train_epochs, "train.sam.mode=min"))
     rows.append(("finetune+SAM", sam_ft, info["unlearn"]["epochs"], "unlearn.sam.mode=min"))
-    print(f"\n{params['dataset']}, ratio {args.ratio}, seed {args.seed}, median of {args.repeat}, "
-          f"reweight={params['reweight']}, recipe={params['recipe']}")
+    print(
+        f"\n{params['dataset']}, ratio {args.ratio}, seed {args.seed}, median of {args.repeat}, "
+        f"reweight={params['reweight']}, recipe={params['recipe']}"
+    )
     print(f"{'run':13s} {'seconds':>8s} {'x RETRAIN':>10s} {'epoch x RETRAIN epoch':>22s}  settings")
     per_epoch = retrain_sec / train_epochs
     for name, sec, epochs, settings in rows:
@@ -88,8 +96,10 @@ def main():
     for line in skipped:
         print(f"not run here: {line}")
     print(f"MIU / SCRUB: {cost['miu'] / cost['scrub']:.2f}")
-    print(f"SAM step cost: RETRAIN+SAM / RETRAIN {sam_retrain / retrain_sec:.2f}, "
-          f"finetune+SAM / finetune {sam_ft / cost['finetune']:.2f}")
+    print(
+        f"SAM step cost: RETRAIN+SAM / RETRAIN {sam_retrain / retrain_sec:.2f}, "
+        f"finetune+SAM / finetune {sam_ft / cost['finetune']:.2f}"
+    )
 
 
 if __name__ == "__main__":

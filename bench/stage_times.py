@@ -4,6 +4,7 @@ through, and at the end prints the wall seconds of each kind of stage (the time 
 
     dvc repro 2>&1 | python bench/stage_times.py
 """
+
 from __future__ import annotations
 
 import re

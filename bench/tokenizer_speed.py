@@ -14,6 +14,7 @@ long pairs). Usage:
 
     python bench/tokenizer_speed.py [--pairs 412349] [--max-length 128] [--data-dir DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,7 @@ def synthetic_corpus(pairs: int, seed: int = 0) -> tuple[list[str], list[str], l
     p = 1.0 / np.arange(1, len(words) + 1)
     p /= p.sum()
     # and the two spots where the fast tokenizer alone would differ (grmu.data.multinli.glue_text)
-    marks = np.array([".", ",", "!", "?", "'s", "n't", "(", ")", "$5", "É", " ΟΔΟΣ", "\U0002B820"], dtype=object)
+    marks = np.array([".", ",", "!", "?", "'s", "n't", "(", ")", "$5", "É", " ΟΔΟΣ", "\U0002b820"], dtype=object)
 
     def sentences(mean_words: int) -> list[str]:
         lengths = rng.poisson(mean_words, size=pairs) + 1
@@ -62,7 +63,7 @@ def synthetic_corpus(pairs: int, seed: int = 0) -> tuple[list[str], list[str], l
             out.append(" ".join(toks).capitalize())
         return out
 
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *".,!?'()$5", "s", "n", "t", "e", "u", "οδος", "\U0002B820"]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *".,!?'()$5", "s", "n", "t", "e", "u", "οδος", "\U0002b820"]
     # like BERT's 30k entries for English: the frequent words whole, the rare ones in pieces
     vocab += words[:25_000] + letters + ["##" + c for c in letters] + ["##" + w for w in words[:2_000]]
     return sentences(20), sentences(10), list(dict.fromkeys(vocab))
@@ -106,8 +107,10 @@ def main() -> None:
     same = old.tobytes() == new.tobytes()
     print(f"hand-written WordPiece ({OLD.split(':')[0]}): {t_old:8.1f} s  {n / t_old:10,.0f} pairs/s")
     print(f"transformers fast tokenizer + GLUE pairs:  {t_new:8.1f} s  {n / t_new:10,.0f} pairs/s")
-    print(f"speed-up {t_old / t_new:.1f}x; token arrays byte-identical: {same}; "
-          f"pairs that fill all {length} places: {int((new[:, 1, -1] == 1).sum()):,}")
+    print(
+        f"speed-up {t_old / t_new:.1f}x; token arrays byte-identical: {same}; "
+        f"pairs that fill all {length} places: {int((new[:, 1, -1] == 1).sum()):,}"
+    )
     if not same:
         rows = np.flatnonzero((old != new).any(axis=(1, 2)))
         sys.exit(f"{len(rows)} pairs differ, the first: {rows[0]} ({s1[rows[0]]!r} / {s2[rows[0]]!r})")

@@ -11,6 +11,7 @@ mean avg. gap over (ratio, seed), the per-ratio gaps, GA and TA.
     .venv/bin/python bench/tune_recipe.py --methods scrub miu --reweight both \\
         --grid unlearn.lr=0.01,0.001 methods.scrub.forgetting_epochs=1,2
 """
+
 import argparse
 import copy
 import hashlib
@@ -118,9 +119,11 @@ def main():
             ga.append(m[shown])
             ta.append(m["TA"])
         setting = " ".join(f"{k}={v}" for (k, _), v in zip(grid, combo))
-        line = (f"{method:10s} rw={str(rw):5s} {setting:50s} gap {np.mean(gaps):6.2f} | "
-                + " ".join(f"r{r}:{np.mean(v):6.2f}" for r, v in per_ratio.items())
-                + f" | ToW {np.mean(tows):6.2f} | {shown} {np.mean(ga):5.1f} TA {np.mean(ta):5.1f}")
+        line = (
+            f"{method:10s} rw={str(rw):5s} {setting:50s} gap {np.mean(gaps):6.2f} | "
+            + " ".join(f"r{r}:{np.mean(v):6.2f}" for r, v in per_ratio.items())
+            + f" | ToW {np.mean(tows):6.2f} | {shown} {np.mean(ga):5.1f} TA {np.mean(ta):5.1f}"
+        )
         print(line, flush=True)
         lines.append(line)
     print("\n" + "\n".join(lines))

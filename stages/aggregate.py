@@ -1,4 +1,5 @@
 """Stage `aggregate`: deltas and avg. gap against RETRAIN+REWEIGHT, tables and plot data."""
+
 from grmu.config import load_params
 from grmu.runtime import ArgumentParser, read_json, stage_main
 from grmu.stages import aggregate

@@ -1,4 +1,5 @@
 """Stage `check_params`: validate the whole params.yaml (names, keys, values) before anything runs."""
+
 from grmu.config import load_params
 from grmu.runtime import ArgumentParser, stage_main
 from grmu.stages import check_params

@@ -1,5 +1,6 @@
 """Stages `evaluate@{model}`: every metric of one kind of model on every (ratio, seed), from the
 outputs its stages saved (no model runs here)."""
+
 from grmu.config import load_params
 from grmu.runtime import ArgumentParser, removed_on_failure, stage_main
 from grmu.stages import evaluate

@@ -1,4 +1,5 @@
 """Stage `forget_set@{seed}`: draw and persist the forget set of every ratio ({ratio}.json in --out)."""
+
 from grmu.config import load_params
 from grmu.runtime import ArgumentParser, removed_on_failure, stage_main
 from grmu.stages import forget_set

@@ -1,4 +1,5 @@
 """Stage `memorization@{seed}`: memorization scores of the train split and their histogram."""
+
 from grmu.config import load_params
 from grmu.runtime import ArgumentParser, stage_main
 from grmu.stages import memorization

@@ -1,4 +1,5 @@
 """Stage `prepare`: build the dataset named by `dataset` into data/prepared/."""
+
 from grmu.config import load_params
 from grmu.runtime import ArgumentParser, stage_main
 from grmu.stages import prepare

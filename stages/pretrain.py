@@ -1,5 +1,6 @@
 """Stage `pretrain@{seed}`: train from scratch on all of train, keep the best-validation epoch; its
 outputs on every sample are saved beside the checkpoint (.npz)."""
+
 from grmu.config import load_params
 from grmu.distributed import processes
 from grmu.inference import outputs_path

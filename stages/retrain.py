@@ -1,5 +1,6 @@
 """Stages `retrain@{variant}-{seed}`: for every ratio, train from scratch on the remaining set only
 (variant erm | reweight | gdro), keep the best-validation epoch."""
+
 from grmu.config import load_params
 from grmu.distributed import processes
 from grmu.runtime import ArgumentParser, removed_on_failure, stage_main

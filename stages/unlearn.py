@@ -1,4 +1,5 @@
 """Stage `unlearn@{seed}`: for every ratio, apply `method` (with `reweight`) to PRETRAIN."""
+
 from grmu.config import load_params
 from grmu.runtime import ArgumentParser, removed_on_failure, stage_main
 from grmu.stages import unlearn

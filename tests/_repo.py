@@ -1,5 +1,6 @@
 """Helpers of the end-to-end tests: a committed temporary git copy of this repository with
 shrunk params, and a runner of commands inside it (or inside a clone of it)."""
+
 from __future__ import annotations
 
 import os
@@ -37,17 +38,30 @@ def merge(base: dict, over: dict) -> dict:
 
 def tracked_files() -> list[str]:
     """The files git would commit in this checkout (tracked, plus untracked but not ignored)."""
-    res = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                         capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [f for f in res.stdout.splitlines() if (ROOT / f).is_file()]
 
 
 def repo_env(path: Path, **extra: str) -> dict:
     """Environment of commands run in the repository copy at ``path``: this interpreter's
     scripts first on PATH, its own ``src`` importable, a fixed git identity, no analytics."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "PYTHONPATH": str(path / "src"), "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
-            "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", **extra}
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(path / "src"),
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        **extra,
+    }
 
 
 def runner(path: Path, env: dict | None = None) -> Run:

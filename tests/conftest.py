@@ -1,5 +1,6 @@
 """Shared fixtures: the repository's params.yaml shrunk to run on CPU in seconds, and a small
 prepared colored_mnist built once per test session."""
+
 import copy
 from pathlib import Path
 
@@ -26,13 +27,16 @@ def small_params(**over) -> dict:
     The unlearning settings are pinned to the built-in defaults (not the dataset's recipe) so
     that method tests do not move when a recipe is re-tuned."""
     p = repo_params()
-    p = merge(p, {
-        "datasets": {"colored_mnist": {"image_size": 14}},
-        "model": {"arch": "small_cnn", "width": 8, "pretrained": "none"},
-        "train": {"epochs": 2, "batch_size": 128, "warmup_epochs": 0},
-        "unlearn": {**UNLEARN_DEFAULTS, "epochs": 1, "batch_size": 128},
-        "eval": {"batch_size": 512, "mia": "single"},
-    })
+    p = merge(
+        p,
+        {
+            "datasets": {"colored_mnist": {"image_size": 14}},
+            "model": {"arch": "small_cnn", "width": 8, "pretrained": "none"},
+            "train": {"epochs": 2, "batch_size": 128, "warmup_epochs": 0},
+            "unlearn": {**UNLEARN_DEFAULTS, "epochs": 1, "batch_size": 128},
+            "eval": {"batch_size": 512, "mia": "single"},
+        },
+    )
     return copy.deepcopy(merge(p, over))
 
 

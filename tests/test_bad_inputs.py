@@ -2,6 +2,7 @@
 the bad value (and the valid choices where there are some), no traceback, and no new or
 changed file. Params are checked by the `check_params` stage (which runs before every other
 stage); damaged artifacts by the stage that reads them."""
+
 import math
 import runpy
 import shutil
@@ -13,8 +14,8 @@ import pytest
 import torch
 import yaml
 
+from grmu.methods import METHODS
 from grmu.stages.forget_set import run as forget_set
-from tests._repo import merge
 from tests.conftest import repo_params, small_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ PARAM_CASES = [
     # (key, value, fragments of the one line)
     ("trian", {"epochs": 3}, ["unknown key 'trian'", "valid keys here:", "train"]),
     ("train.learning_rate", 0.1, ["unknown key 'train.learning_rate'", "lr"]),
-    ("method", "scurb", ["unknown method 'scurb'", "valid: finetune, influence, l1_sparse, miu, neggrad, neggrad_plus, random_label, rum, salun, scrub, sharp_minmax"]),
+    ("method", "scurb", ["unknown method 'scurb'", "valid: " + ", ".join(METHODS.names())]),
     ("dataset", "imagenet", ["unknown dataset 'imagenet'", "colored_mnist"]),
     ("model.arch", "vit", ["unknown model.arch 'vit'", "valid: bert, resnet18, resnet18_cifar, small_cnn, tiny_bert"]),
     ("recipe", "celebA", ["unknown recipe 'celebA'", "valid: auto, none,", "celeba"]),
@@ -114,8 +115,11 @@ PARAM_CASES = [
     ("seeds", [-1], ["seed -1 is not a non-negative integer"]),
     ("seeds", [1.5], ["seed 1.5 is not a non-negative integer"]),
     ("reweight", "yes", ["reweight must be true or false", "got 'yes'"]),
-    ("model.pretrained", "/weights/resnet18.pth", ["model.pretrained '/weights/resnet18.pth' would be ignored",
-                                                   "set model.pretrained: none"]),
+    (
+        "model.pretrained",
+        "/weights/resnet18.pth",
+        ["model.pretrained '/weights/resnet18.pth' would be ignored", "set model.pretrained: none"],
+    ),
     ("dataset", 5, ["dataset must be a name", "got 5"]),
 ]
 
@@ -125,8 +129,9 @@ def test_bad_param_is_refused_by_check_params(tmp_path, capsys, key, value, frag
     params = repo_params()
     edit(params, key, value)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    code, err = run_script("check_params.py", ["--params", tmp_path / "params.yaml", "--out", tmp_path / "ok"],
-                           capsys, tmp_path)
+    code, err = run_script(
+        "check_params.py", ["--params", tmp_path / "params.yaml", "--out", tmp_path / "ok"], capsys, tmp_path
+    )
     assert_one_line(code, err, *fragments)
 
 
@@ -143,12 +148,14 @@ def test_the_repository_params_pass(tmp_path, capsys):
 
 def test_params_file_that_is_not_yaml(tmp_path, capsys):
     (tmp_path / "params.yaml").write_text("train: {epochs: 3\n")
-    code, err = run_script("check_params.py", ["--params", tmp_path / "params.yaml", "--out", tmp_path / "ok"],
-                           capsys, tmp_path)
+    code, err = run_script(
+        "check_params.py", ["--params", tmp_path / "params.yaml", "--out", tmp_path / "ok"], capsys, tmp_path
+    )
     assert_one_line(code, err, "params.yaml is not valid YAML")
 
 
 # --- damaged artifacts, read by a stage run on its own (`dvc repro -s`) ---------------------
+
 
 @pytest.fixture
 def work(prepared_dir, tmp_path):
@@ -170,13 +177,39 @@ def work(prepared_dir, tmp_path):
 
 
 def evaluate_argv(w):
-    return ["--params", w / "params.yaml", "--prepared", w / "prep", "--model", "pretrain", "--models", w / "models",
-            "--forget", w / "forget", "--out", w / "eval"]
+    return [
+        "--params",
+        w / "params.yaml",
+        "--prepared",
+        w / "prep",
+        "--model",
+        "pretrain",
+        "--models",
+        w / "models",
+        "--forget",
+        w / "forget",
+        "--out",
+        w / "eval",
+    ]
 
 
 def unlearn_argv(w):
-    return ["--params", w / "params.yaml", "--prepared", w / "prep", "--pretrained", w / "models/pretrain/0.pt",
-            "--forget", w / "forget/0", "--seed", 0, "--out", w / "u", "--live", w / "live"]
+    return [
+        "--params",
+        w / "params.yaml",
+        "--prepared",
+        w / "prep",
+        "--pretrained",
+        w / "models/pretrain/0.pt",
+        "--forget",
+        w / "forget/0",
+        "--seed",
+        0,
+        "--out",
+        w / "u",
+        "--live",
+        w / "live",
+    ]
 
 
 def test_truncated_checkpoint(work, capsys):
@@ -193,14 +226,23 @@ def test_checkpoint_of_another_architecture(work, capsys):
     assert_one_line(*run_script("unlearn.py", unlearn_argv(work), capsys, work), "cannot load checkpoint")
 
 
-@pytest.mark.parametrize("damage,fragment", [
-    (lambda f: f.write_bytes(f.read_bytes()[:100]), "cannot read model outputs"),
-    (lambda f: np.savez(f, logits=np.zeros((7, 2), np.float32), loss=np.zeros(7, np.float32), info=np.array("{}")),
-     "do not cover the 5000 prepared samples"),
-    (lambda f: np.savez(f, logits=np.zeros((5000, 2), object), loss=np.zeros(5000), info=np.array("{}")),
-     "cannot read model outputs"),  # pickled objects are never loaded
-    (lambda f: f.unlink(), "missing model outputs"),
-])
+@pytest.mark.parametrize(
+    "damage,fragment",
+    [
+        (lambda f: f.write_bytes(f.read_bytes()[:100]), "cannot read model outputs"),
+        (
+            lambda f: np.savez(
+                f, logits=np.zeros((7, 2), np.float32), loss=np.zeros(7, np.float32), info=np.array("{}")
+            ),
+            "do not cover the 5000 prepared samples",
+        ),
+        (
+            lambda f: np.savez(f, logits=np.zeros((5000, 2), object), loss=np.zeros(5000), info=np.array("{}")),
+            "cannot read model outputs",
+        ),  # pickled objects are never loaded
+        (lambda f: f.unlink(), "missing model outputs"),
+    ],
+)
 def test_damaged_model_outputs(work, capsys, damage, fragment):
     damage(work / "models/pretrain/0.npz")
     assert_one_line(*run_script("evaluate.py", evaluate_argv(work), capsys, work), fragment, "0.npz")
@@ -218,13 +260,16 @@ def test_prepared_table_and_inputs_disagree(work, capsys):
     assert_one_line(*run_script("evaluate.py", evaluate_argv(work), capsys, work), "is inconsistent")
 
 
-@pytest.mark.parametrize("content,fragment", [
-    ("{not json", "damaged forget set: "),
-    ('{"ratio": 0.5}', "expected the keys ratio, seed, groups, forget"),
-    ('{"ratio": 0.5, "seed": 0, "groups": [[1, 0]], "forget": []}', "'forget' must be a non-empty list"),
-    ('{"ratio": 0.5, "seed": 0, "groups": [[1, 0]], "forget": [99999]}', "index 99999 is outside 0..4999"),
-    ('{"ratio": 0.5, "seed": 0, "groups": [[1, 0]], "forget": [-1]}', "index -1 is outside"),
-])
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        ("{not json", "damaged forget set: "),
+        ('{"ratio": 0.5}', "expected the keys ratio, seed, groups, forget"),
+        ('{"ratio": 0.5, "seed": 0, "groups": [[1, 0]], "forget": []}', "'forget' must be a non-empty list"),
+        ('{"ratio": 0.5, "seed": 0, "groups": [[1, 0]], "forget": [99999]}', "index 99999 is outside 0..4999"),
+        ('{"ratio": 0.5, "seed": 0, "groups": [[1, 0]], "forget": [-1]}', "index -1 is outside"),
+    ],
+)
 def test_damaged_forget_set(work, capsys, content, fragment):
     (work / "forget/0/0.5.json").write_text(content)
     assert_one_line(*run_script("evaluate.py", evaluate_argv(work), capsys, work), fragment)
@@ -240,15 +285,23 @@ def test_forget_index_outside_the_training_split_or_the_groups(work, capsys):
     fs = json.loads(f.read_text())
     test_sample = int(prep.indices("test")[0])
     f.write_text(json.dumps({**fs, "forget": fs["forget"][:5] + [test_sample]}))
-    assert_one_line(*run_script("evaluate.py", evaluate_argv(work), capsys, work), f"sample {test_sample} is in the test split")
+    assert_one_line(
+        *run_script("evaluate.py", evaluate_argv(work), capsys, work), f"sample {test_sample} is in the test split"
+    )
     other = int(next(i for i in prep.indices("train") if (prep.y[i], prep.a[i]) != (1, 0)))
     f.write_text(json.dumps({**fs, "forget": sorted(fs["forget"][:5] + [other])}))
-    assert_one_line(*run_script("evaluate.py", evaluate_argv(work), capsys, work), f"sample {other} is not in the forget groups")
+    assert_one_line(
+        *run_script("evaluate.py", evaluate_argv(work), capsys, work), f"sample {other} is not in the forget groups"
+    )
 
 
 def test_a_bad_command_line_argument_is_one_line(work, capsys):
-    code, err = run_script("forget_set.py", ["--params", work / "params.yaml", "--prepared", work / "prep",
-                                             "--seed", "abc", "--out", work / "g"], capsys, work)
+    code, err = run_script(
+        "forget_set.py",
+        ["--params", work / "params.yaml", "--prepared", work / "prep", "--seed", "abc", "--out", work / "g"],
+        capsys,
+        work,
+    )
     assert_one_line(code, err, "--seed", "'abc'")
 
 
@@ -263,8 +316,22 @@ def test_a_diverging_run_stops_and_saves_nothing(work, capsys):
     """lr 1e6: the loss goes non-finite; the stage names the model, epoch, pass and lr and exits."""
     p = small_params(train={"lr": 1e6, "epochs": 1})
     (work / "params.yaml").write_text(yaml.safe_dump(p))
-    code, err = run_script("pretrain.py", ["--params", work / "params.yaml", "--prepared", work / "prep", "--seed", 0,
-                                           "--out", work / "pre.pt", "--live", work / "live"], capsys, work)
+    code, err = run_script(
+        "pretrain.py",
+        [
+            "--params",
+            work / "params.yaml",
+            "--prepared",
+            work / "prep",
+            "--seed",
+            0,
+            "--out",
+            work / "pre.pt",
+            "--live",
+            work / "live",
+        ],
+        capsys,
+        work,
+    )
     assert_one_line(code, err, "pretrain s0: the loss became", "epoch 0, pass 'train'", "lr", "lower the learning rate")
     assert not (work / "live").exists()
-

@@ -81,42 +81,58 @@ def test_no_param_is_named_like_a_key_dvc_drops_from_the_run_cache():
     assert not bad, bad
 
 
-def test_each_default_has_one_home():
-    """params.yaml holds every value except those a recipe or a protocol may set: `unlearn.*`
-    (defaults in grmu.recipes.UNLEARN_DEFAULTS), `methods.<m>.*` (defaults in each method's
-    registration) and `model.*`, `train.*`, `retrain.*` (grmu.protocols.DEFAULTS) are null
-    there, with exactly the registered keys; `datasets.<d>` has exactly the dataset's keys."""
+def test_params_yaml_has_exactly_the_schemas_keys_and_defaults():
+    """The repository's params.yaml is checked against the declared schema (grmu.schema): the
+    same keys in the same order; `model.*`, `train.*`, `retrain.*` (the protocol's, else the
+    schema's default), `unlearn.*` and `methods.<m>.*` (the recipe's, else the schema's or the
+    method's declared default) are null; every other value is the schema's default; `methods`
+    lists every method with exactly its declared options and `datasets` every dataset with its
+    keys (whose values live in params.yaml only)."""
     from pathlib import Path
 
     import yaml
 
-    from grmu.config import LOOP_KEYS, SCHEMA
     from grmu.data import list_datasets
     from grmu.methods import list_methods
-    from grmu.protocols import DEFAULTS
-    from grmu.recipes import UNLEARN_DEFAULTS
-
-    def leaves(d, prefix=""):
-        for k, v in d.items():
-            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    from grmu.schema import LAYERS, OPEN, PARAMS, leaves
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    for section, defaults in DEFAULTS.items():
-        assert [k for k, _ in leaves(raw[section])] == [k for k, _ in leaves(defaults)], section
-        assert [k for k, _ in leaves(SCHEMA[section])] == [k for k, _ in leaves(defaults)], section
-        assert all(v is None for _, v in leaves(raw[section])), section
-    p = repo_params()
-    assert set(UNLEARN_DEFAULTS) == set(LOOP_KEYS) == set(p["unlearn"])
-    assert all(v is None for k, v in p["unlearn"].items() if k != "sam")
-    assert set(p["unlearn"]["sam"]) == set(UNLEARN_DEFAULTS["sam"]) == set(p["train"]["sam"])
-    assert all(v is None for v in p["unlearn"]["sam"].values())
-    assert set(p["methods"]) == {m.name for m in list_methods()}
+
+    def keys(d, prefix=""):
+        for k, v in d.items():
+            yield f"{prefix}{k}"
+            if isinstance(v, dict) and PARAMS.get(k) is not OPEN:
+                yield from keys(v, f"{prefix}{k}.")
+
+    assert list(raw) == list(PARAMS)
+    assert [k for k in keys(raw) if k.split(".")[0] not in ("datasets", "methods")] == [
+        k for k in keys({k: v for k, v in PARAMS.items() if v is not OPEN})
+    ]
+    for key, option in leaves(PARAMS):
+        value = raw
+        for part in key.split("."):
+            value = value[part]
+        if key.split(".")[0] in LAYERS:
+            assert value is None, key
+        else:
+            assert value == option.default and type(value) is type(option.default), key
+    assert set(raw["methods"]) == {m.name for m in list_methods()}
     for m in list_methods():
-        assert set(p["methods"][m.name]) == set(m.options), m.name
-        assert all(v is None for v in p["methods"][m.name].values()), m.name
-    assert set(p["datasets"]) == {d.name for d in list_datasets()}
+        assert list(raw["methods"][m.name] or {}) == list(m.declared), m.name
+        assert all(v is None for v in (raw["methods"][m.name] or {}).values()), m.name
+    assert set(raw["datasets"]) == {d.name for d in list_datasets()}
     for d in list_datasets():
-        assert set(p["datasets"][d.name]) == set(d.options), d.name
+        assert set(raw["datasets"][d.name]) == set(d.options), d.name
+
+
+def test_the_protocol_and_recipe_defaults_are_the_schemas():
+    """One home: grmu.protocols.DEFAULTS and grmu.recipes.UNLEARN_DEFAULTS are read from the schema."""
+    from grmu import protocols, recipes
+    from grmu.schema import PARAMS, defaults
+
+    assert protocols.DEFAULTS == {s: defaults(PARAMS[s]) for s in ("model", "train", "retrain")}
+    assert recipes.UNLEARN_DEFAULTS == defaults(PARAMS["unlearn"])
+    assert repo_params()["train"] == defaults(PARAMS["train"])  # colored_mnist has no protocol
 
 
 def test_a_dataset_section_must_name_exactly_the_dataset_keys():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from grmu import GrmuError
-from grmu.data import get_dataset
+from grmu.data import DATASETS, get_dataset
 from grmu.prepared import group_index
 
 
@@ -31,5 +31,8 @@ def test_colour_channel_matches_attribute(prep):
 
 
 def test_unknown_dataset_lists_valid_ones():
-    with pytest.raises(GrmuError, match="unknown dataset 'cifar'; valid: celeba, cifar10, cifar100, colored_mnist, fairface, mnist, multinli, waterbirds"):
+    with pytest.raises(
+        GrmuError,
+        match="unknown dataset 'cifar'; valid: " + ", ".join(DATASETS.names()) + "$",
+    ):
         get_dataset("cifar")

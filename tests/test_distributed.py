@@ -1,6 +1,7 @@
 """Data-parallel training stages (grmu.distributed): a stage run in 2 gloo processes under
 torchrun equals the 1-process run of the same global batch, on one machine and as two
 "machines" (two torchrun agents meeting at a rendezvous on this host)."""
+
 import os
 import socket
 import subprocess
@@ -35,8 +36,22 @@ def _env(**extra) -> dict:
 
 
 def _retrain_cmd(params_file, prepared_dir, forget, variant, out) -> list[str]:
-    return [sys.executable, str(ROOT / "stages/retrain.py"), "--params", str(params_file), "--prepared",
-            str(prepared_dir), "--variant", variant, "--forget", str(forget), "--seed", "0", "--out", str(out)]
+    return [
+        sys.executable,
+        str(ROOT / "stages/retrain.py"),
+        "--params",
+        str(params_file),
+        "--prepared",
+        str(prepared_dir),
+        "--variant",
+        variant,
+        "--forget",
+        str(forget),
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+    ]
 
 
 def _weights(path, prep):
@@ -56,7 +71,10 @@ def _setup(tmp_path, prepared_dir, ratio, remainder, **train):
     bs = next(b for b in range(60, 400) if n % b == remainder)
     files = {}
     for procs in (1, 2):
-        p = small_params(train={"batch_size": bs, "epochs": 2, "lr": 0.002, **train}, distributed={"processes": procs, "backend": "gloo"})
+        p = small_params(
+            train={"batch_size": bs, "epochs": 2, "lr": 0.002, **train},
+            distributed={"processes": procs, "backend": "gloo"},
+        )
         files[procs] = tmp_path / f"params{procs}.yaml"
         files[procs].write_text(yaml.safe_dump(p))
     return prep, forget, files
@@ -77,18 +95,26 @@ def _assert_same_run(a, b, prep):
 
 
 @pytest.mark.slow  # torchrun and 2 + 1 stage processes
-@pytest.mark.parametrize("variant,ratio,remainder,train", [
-    # last batch of 1: one process trains on nothing; shift augmentation drawn per global batch
-    ("erm", 0.1, 1, {"augment": True}),
-    # odd batches (48 + 49, last 37 + 38); Group-DRO's weights from the global batch; no augmentation
-    ("gdro", 0.5, 75, {"augment": False}),
-])
+@pytest.mark.parametrize(
+    "variant,ratio,remainder,train",
+    [
+        # last batch of 1: one process trains on nothing; shift augmentation drawn per global batch
+        ("erm", 0.1, 1, {"augment": True}),
+        # odd batches (48 + 49, last 37 + 38); Group-DRO's weights from the global batch; no augmentation
+        ("gdro", 0.5, 75, {"augment": False}),
+    ],
+)
 def test_two_processes_equal_one(tmp_path, prepared_dir, variant, ratio, remainder, train):
     prep, forget, files = _setup(tmp_path, prepared_dir, ratio, remainder, **train)
     out = {n: tmp_path / f"{n}.pt" for n in (1, 2)}
     for n in (1, 2):
-        r = subprocess.run(_retrain_cmd(files[n], prepared_dir, forget, variant, out[n]), env=_env(),
-                           capture_output=True, text=True, timeout=600)
+        r = subprocess.run(
+            _retrain_cmd(files[n], prepared_dir, forget, variant, out[n]),
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert r.returncode == 0, r.stderr[-3000:]
     assert "distributed: 2 processes (gloo)" in r.stderr
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["1.pt", "2.pt"]  # rank 1 wrote nothing
@@ -105,15 +131,26 @@ def test_two_machines_meet_at_a_rendezvous(tmp_path, prepared_dir):
     nodes = []
     for node in (0, 1):
         extra = f"--nnodes 2 --node-rank {node} --master-addr 127.0.0.1 --master-port {port}"
-        nodes.append(subprocess.Popen(_retrain_cmd(files[2], prepared_dir, forget, "erm", tmp_path / f"n{node}.pt"),
-                                      env=_env(GRMU_TORCHRUN=extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
+        nodes.append(
+            subprocess.Popen(
+                _retrain_cmd(files[2], prepared_dir, forget, "erm", tmp_path / f"n{node}.pt"),
+                env=_env(GRMU_TORCHRUN=extra),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     results = [p.communicate(timeout=600) for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
     assert sorted(p.name for p in tmp_path.glob("n*.pt")) == ["n0.pt"]  # machine 0 holds rank 0
     ref = tmp_path / "one.pt"
-    r = subprocess.run(_retrain_cmd(files[1], prepared_dir, forget, "erm", ref), env=_env(), capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run(
+        _retrain_cmd(files[1], prepared_dir, forget, "erm", ref),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     _assert_same_run(ref, tmp_path / "n0.pt", prep)
 
@@ -137,8 +174,15 @@ def test_shards_cover_each_batch_once(monkeypatch):
 def test_torchrun_command(monkeypatch):
     monkeypatch.delenv("GRMU_TORCHRUN", raising=False)
     cmd = torchrun_command(4, ["stages/pretrain.py", "--seed", "0"])
-    assert cmd[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "stages/pretrain.py",
-                       "--seed", "0"]
+    assert cmd[1:] == [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=4",
+        "stages/pretrain.py",
+        "--seed",
+        "0",
+    ]
     monkeypatch.setenv("GRMU_TORCHRUN", "--nnodes=2 --node-rank 1 --rdzv-endpoint h:29500")
     cmd = torchrun_command(4, ["s.py"])
     assert cmd[3:] == ["--nnodes=2", "--node-rank", "1", "--rdzv-endpoint", "h:29500", "--nproc-per-node=2", "s.py"]
@@ -150,11 +194,14 @@ def test_torchrun_command(monkeypatch):
         torchrun_command(4, ["s.py"])
 
 
-@pytest.mark.parametrize("over,message", [
-    ({"processes": 0}, "distributed.processes must be a positive integer, got 0"),
-    ({"processes": 1.5}, "distributed.processes must be a positive integer, got 1.5"),
-    ({"backend": "mpi"}, "distributed.backend 'mpi' is unknown; valid: auto, nccl, gloo"),
-])
+@pytest.mark.parametrize(
+    "over,message",
+    [
+        ({"processes": 0}, "distributed.processes must be a positive integer, got 0"),
+        ({"processes": 1.5}, "distributed.processes must be a positive integer, got 1.5"),
+        ({"backend": "mpi"}, "distributed.backend 'mpi' is unknown; valid: auto, nccl, gloo"),
+    ],
+)
 def test_bad_distributed_params(over, message):
     p = small_params(distributed=over)
     with pytest.raises(GrmuError, match=message.replace(".", r"\.")):
@@ -167,9 +214,22 @@ def test_world_size_must_match_the_param(tmp_path, prepared_dir):
     with one line naming both numbers, before any training."""
     p = tmp_path / "params.yaml"
     p.write_text(yaml.safe_dump(small_params(distributed={"processes": 3, "backend": "gloo"})))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1",
-           str(ROOT / "stages/pretrain.py"), "--params", str(p), "--prepared", str(prepared_dir), "--seed", "0",
-           "--out", str(tmp_path / "m.pt")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=1",
+        str(ROOT / "stages/pretrain.py"),
+        "--params",
+        str(p),
+        "--prepared",
+        str(prepared_dir),
+        "--seed",
+        "0",
+        "--out",
+        str(tmp_path / "m.pt"),
+    ]
     r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     assert "error: distributed.processes is 3 but torchrun started 1 processes" in r.stderr
@@ -190,8 +250,15 @@ def test_fit_under_a_process_group_wraps_and_unwraps_the_model(prep, one_process
     DDP cannot split are refused with one line."""
     from grmu.train import Pass, fit
 
-    cfg = {"epochs": 1, "batch_size": 100, "lr": 0.002, "momentum": 0.9, "weight_decay": 0.0, "warmup_epochs": 0,
-           "schedule": "const"}
+    cfg = {
+        "epochs": 1,
+        "batch_size": 100,
+        "lr": 0.002,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "warmup_epochs": 0,
+        "schedule": "const",
+    }
     tr = prep.indices("train")[:250]  # batches of 100, 100, 50
     runs = []
     for parallel in (True, False):
@@ -202,8 +269,9 @@ def test_fit_under_a_process_group_wraps_and_unwraps_the_model(prep, one_process
             torch.distributed.destroy_process_group()
         model, _ = fit(model, prep, lambda e: [Pass("train", tr, batch_size=100)], cfg, seed=0)
         if not parallel:
-            torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
-                                                 world_size=1)
+            torch.distributed.init_process_group(
+                "gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1
+            )
         assert type(model.body[1]) is torch.nn.BatchNorm2d and model.body[1].weight is bn.weight
         runs.append(model.state_dict())
     assert all(torch.allclose(runs[0][k].double(), runs[1][k].double(), atol=1e-6) for k in runs[0])

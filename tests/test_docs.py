@@ -4,6 +4,7 @@ and options `grmu --help` lists, whose `dvc` command line DVC's own parser accep
 `-S key=value` names a key of params.yaml; every ```yaml block parses; every ```python block
 compiles; every relative link points to a file of the repository (and, into a markdown file,
 to one of its headings). Nothing is run: no DVC stage, no script."""
+
 from __future__ import annotations
 
 import contextlib
@@ -29,6 +30,7 @@ KEYWORDS = {"do", "then", "else", "elif", "if", "while", "until", "!", "time", "
 
 # --------------------------------------------------------------------------- markdown parsing
 
+
 def blocks(text: str) -> list[tuple[str, str, int]]:
     """(language, body, line number of the opening fence) of every fenced code block."""
     out, lines, i = [], text.splitlines(), 0
@@ -41,7 +43,7 @@ def blocks(text: str) -> list[tuple[str, str, int]]:
         j = i + 1
         while j < len(lines) and not re.match(rf"^\s*{re.escape(fence[0])}{{{len(fence)},}}\s*$", lines[j]):
             j += 1
-        out.append((lang, "\n".join(lines[i + 1:j]) + "\n", start))
+        out.append((lang, "\n".join(lines[i + 1 : j]) + "\n", start))
         i = j + 1
     return out
 
@@ -102,6 +104,7 @@ def link_errors(text: str, where: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------- shell commands
+
 
 def command_lines(body: str, lang: str) -> list[tuple[int, str]]:
     """(line offset, command) with backslash continuations joined; for ```console only the
@@ -184,14 +187,19 @@ def dvc_error(args: list[str]) -> str | None:
             said.append(record.getMessage())
 
     said, handler, logger = [], Messages(), logging.getLogger("dvc")
-    logger.addHandler(handler)
+    # another test may have run DVC in this process: its logger then has a level (quiet runs) and
+    # handlers bound to that test's (closed) streams; only ours listens while the parser runs
+    saved = logger.level, logger.disabled, logger.propagate, logger.handlers[:]
+    logger.setLevel(logging.DEBUG)
+    logger.disabled, logger.propagate, logger.handlers = False, False, [handler]
     try:
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             parse_args(args)
     except (DvcParserError, SystemExit):
         return "; ".join(said) or "DVC's parser refuses it"
     finally:
-        logger.removeHandler(handler)
+        level, logger.disabled, logger.propagate, logger.handlers = saved
+        logger.setLevel(level)
     return None
 
 
@@ -238,8 +246,11 @@ def command_errors(words: list[str]) -> list[str]:
             errors.append(f"grmu {' '.join(args[:1])}: not a subcommand of `grmu --help` ({', '.join(sorted(subs))})")
         else:
             listed = set(re.findall(r"(--[\w-]+)", grmu_help(args[0])))
-            errors += [f"grmu {args[0]} {a}: not an option of `grmu {args[0]} --help`"
-                       for a in args[1:] if a.startswith("--") and a.split("=")[0] not in listed]
+            errors += [
+                f"grmu {args[0]} {a}: not an option of `grmu {args[0]} --help`"
+                for a in args[1:]
+                if a.startswith("--") and a.split("=")[0] not in listed
+            ]
     elif name == "dvc":
         bad = dvc_error(args)
         if bad:
@@ -285,6 +296,7 @@ def block_errors(text: str, where: Path) -> list[str]:
 
 # --------------------------------------------------------------------------- the repository's docs
 
+
 @pytest.mark.parametrize("path", DOCS, ids=[str(p.relative_to(ROOT)) for p in DOCS])
 def test_every_code_block_is_valid_and_names_what_exists(path):
     assert block_errors(path.read_text(), path) == []
@@ -306,20 +318,23 @@ def test_the_readme_links_to_every_document_of_docs():
 README = ROOT / "README.md"
 
 
-@pytest.mark.parametrize("snippet,message", [
-    ("```bash\nbash tools/no_such_tool.sh\n```", "no such script"),
-    ("```bash\nbash bench/nope.sh --fast\n```", "no such script"),
-    ("```sh\nPYTHONPATH=src python3 bench/no_such_bench.py --samples 4\n```", "no such script"),
-    ("```bash\n.venv/bin/python -m grmu.no_such_module\n```", "no such module"),
-    ("```bash\ngrmu reprot\n```", "not a subcommand"),
-    ("```bash\ngrmu report --papr\n```", "not an option"),
-    ("```bash\ndvc repro --no-such-flag\n```", "unrecognized arguments"),
-    ("```bash\ndvc exp run -S no_such_key=1\n```", "params.yaml has no key no_such_key"),
-    ("```bash\nfor m in a b; do dvc exp run -S method=$m\n```", "bash -n"),
-    ("```console\n$ grmu nope\nsome output\n```", "not a subcommand"),
-    ("```yaml\nmethods: {a: [1, 2}\n```", "yaml"),
-    ("```python\ndef f(:\n    pass\n```", "python"),
-])
+@pytest.mark.parametrize(
+    "snippet,message",
+    [
+        ("```bash\nbash tools/no_such_tool.sh\n```", "no such script"),
+        ("```bash\nbash bench/nope.sh --fast\n```", "no such script"),
+        ("```sh\nPYTHONPATH=src python3 bench/no_such_bench.py --samples 4\n```", "no such script"),
+        ("```bash\n.venv/bin/python -m grmu.no_such_module\n```", "no such module"),
+        ("```bash\ngrmu reprot\n```", "not a subcommand"),
+        ("```bash\ngrmu report --papr\n```", "not an option"),
+        ("```bash\ndvc repro --no-such-flag\n```", "unrecognized arguments"),
+        ("```bash\ndvc exp run -S no_such_key=1\n```", "params.yaml has no key no_such_key"),
+        ("```bash\nfor m in a b; do dvc exp run -S method=$m\n```", "bash -n"),
+        ("```console\n$ grmu nope\nsome output\n```", "not a subcommand"),
+        ("```yaml\nmethods: {a: [1, 2}\n```", "yaml"),
+        ("```python\ndef f(:\n    pass\n```", "python"),
+    ],
+)
 def test_a_bad_block_is_reported(snippet, message):
     errors = block_errors(f"# t\n\n{snippet}\n", README)
     assert len(errors) == 1 and message in errors[0], errors
@@ -339,12 +354,15 @@ grmu recipes celeba --ratios 0.9   # a comment
     assert block_errors(text, README) == []
 
 
-@pytest.mark.parametrize("link,message", [
-    ("[x](docs/no_such_file.md)", "no such file"),
-    ("![x](plots/no_such_plot.png)", "no such file"),
-    ("[x](docs/metrics.md#no-such-heading)", "has no heading"),
-    ("[x](../../etc/passwd)", "no such file in the repository"),
-])
+@pytest.mark.parametrize(
+    "link,message",
+    [
+        ("[x](docs/no_such_file.md)", "no such file"),
+        ("![x](plots/no_such_plot.png)", "no such file"),
+        ("[x](docs/metrics.md#no-such-heading)", "has no heading"),
+        ("[x](../../etc/passwd)", "no such file in the repository"),
+    ],
+)
 def test_a_bad_link_is_reported(link, message):
     errors = link_errors(f"# t\n\nSee {link}.\n", README)
     assert len(errors) == 1 and message in errors[0], errors

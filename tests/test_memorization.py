@@ -1,5 +1,6 @@
 """Memorization scores (held-out estimator, proxies, file), memorization forget sets and the
 stages that make and read them."""
+
 import json
 import os
 
@@ -9,8 +10,20 @@ import torch
 
 from grmu import GrmuError
 from grmu.config import validate
-from grmu.memorization import (centre, heldout_design, heldout_scores, level_sets, load_scores, proxy_scores,
-                               read_scores_file, resolve_score, save_scores, select, should_stop, symmetric_kl)
+from grmu.memorization import (
+    centre,
+    heldout_design,
+    heldout_scores,
+    level_sets,
+    load_scores,
+    proxy_scores,
+    read_scores_file,
+    resolve_score,
+    save_scores,
+    select,
+    should_stop,
+    symmetric_kl,
+)
 from grmu.metrics import subset_accuracies
 from grmu.prepared import Prepared
 from grmu.splits import load_forget
@@ -54,14 +67,23 @@ def synthetic_prep(n_train=160, n_flip=6, seed=0):
     split = np.array(["train"] * n_train + ["val"] * 20 + ["test"] * 20)
     meta = {"n_classes": 2, "n_attrs": 1, "input_shape": [1, 4, 4], "augmentation": "none", "dataset": "synthetic"}
     zeros = np.zeros(n, dtype=np.int64)
-    return Prepared(split=split, y=labels.astype(np.int64), a=zeros, g=labels.astype(np.int64),
-                    inputs=torch.from_numpy(images), meta=meta)
+    return Prepared(
+        split=split,
+        y=labels.astype(np.int64),
+        a=zeros,
+        g=labels.astype(np.int64),
+        inputs=torch.from_numpy(images),
+        meta=meta,
+    )
 
 
 def test_heldout_ranks_the_mislabelled_samples_highest():
     prep = synthetic_prep()
-    params = small_params(model={"width": 16}, memorization={"models": 8, "fraction": 0.5, "epochs": 60},
-                          train={"batch_size": 32, "lr": 0.05, "augment": False, "weight_decay": 0.0})
+    params = small_params(
+        model={"width": 16},
+        memorization={"models": 8, "fraction": 0.5, "epochs": 60},
+        train={"batch_size": 32, "lr": 0.05, "augment": False, "weight_decay": 0.0},
+    )
     train = prep.indices("train")
     scores = mem_stage.heldout(params, prep, train, seed=0)
     top = set(np.argsort(-scores, kind="stable")[:6])
@@ -91,8 +113,10 @@ def test_the_proxy_recorder_keeps_one_record_per_batch_and_the_right_statistics(
     rec.loss(model, None, y, None)
     rec.loss(model, None, y, None)  # a SAM step's second pass: no new record
     assert rec.counts.tolist() == [0, 1, 0, 1, 0]
-    expected = {3: (p[0, 0], p[0, 0], (p[0] * p[0].log()).sum(), 1.0),
-                1: (p[1, 0], p[1, 1], (p[1] * p[1].log()).sum(), 0.0)}
+    expected = {
+        3: (p[0, 0], p[0, 0], (p[0] * p[0].log()).sum(), 1.0),
+        1: (p[1, 0], p[1, 1], (p[1] * p[1].log()).sum(), 0.0),
+    }
     for i, row in expected.items():
         assert torch.allclose(rec.sums[:, i], torch.tensor(row, dtype=torch.float64), atol=1e-6)
 
@@ -136,14 +160,17 @@ def test_symmetric_kl_averages_both_directions_and_clamps_zeros():
     assert np.allclose(symmetric_kl(q, p), symmetric_kl(p, q))
 
 
-@pytest.mark.parametrize("losses,stops", [
-    ([5, 4, 3, 2], False),            # fewer epochs than the patience
-    ([5, 4, 3, 2, 1, 0.5], False),    # improving
-    ([5, 4, 4, 4, 4], False),         # the 4 is the best: only 3 epochs without a lower loss
-    ([5, 4, 4, 4.5, 4.2, 4.0], True),  # equal is no improvement (strict <, as upstream)
-    ([5, 4, 6, 7, 8, 3.9], False),    # the last epoch improved
-    ([5, 6, 7, 8, 9], True),
-])
+@pytest.mark.parametrize(
+    "losses,stops",
+    [
+        ([5, 4, 3, 2], False),  # fewer epochs than the patience
+        ([5, 4, 3, 2, 1, 0.5], False),  # improving
+        ([5, 4, 4, 4, 4], False),  # the 4 is the best: only 3 epochs without a lower loss
+        ([5, 4, 4, 4.5, 4.2, 4.0], True),  # equal is no improvement (strict <, as upstream)
+        ([5, 4, 6, 7, 8, 3.9], False),  # the last epoch improved
+        ([5, 6, 7, 8, 9], True),
+    ],
+)
 def test_ho_ret_fine_tuning_stops_after_4_epochs_without_a_lower_loss(losses, stops):
     assert should_stop(losses) is stops
 
@@ -175,10 +202,16 @@ def test_ho_ret_compares_the_checkpoint_with_its_copy_fine_tuned_on_test(prepare
     monkeypatch.setattr(grmu.train, "fit", fake_fit)
     train = prep.indices("train")
     scores = mem_stage.ho_ret(params, prep, train, 0, ckpt)
-    (passes, cfg, stop), = calls
+    ((passes, cfg, stop),) = calls
     assert [p.name for p in passes] == ["test"] and (passes[0].idx == prep.indices("test")).all()
-    assert (cfg["lr"], cfg["epochs"], cfg["schedule"], cfg["warmup_epochs"], cfg["augment"], cfg["optimizer"]) == \
-        (0.05, 7, "const", 0, False, "sgd")
+    assert (cfg["lr"], cfg["epochs"], cfg["schedule"], cfg["warmup_epochs"], cfg["augment"], cfg["optimizer"]) == (
+        0.05,
+        7,
+        "const",
+        0,
+        False,
+        "sgd",
+    )
     assert cfg["momentum"] == params["train"]["momentum"] and not cfg["sam"]
     assert stop([{"loss_test": v} for v in (5, 6, 7, 8, 9)]) and not stop([{"loss_test": v} for v in (5, 4)])
     orig = new_model(params["model"], prep, 0, load_weights=False)
@@ -231,11 +264,14 @@ def test_mix_takes_a_third_of_each_and_the_subsets_are_its_parts():
     assert forget.tolist() == [1, 4, 8] and subsets["low"].tolist() == [8] and subsets["high"].tolist() == [0]
 
 
-@pytest.mark.parametrize("scores,n,level,fragment", [
-    (SCORES, 2, "high", "at least 3"),
-    (SCORES, 9, "high", "between 1 and 8"),
-    (SCORES, 3, "top", "forget.level 'top' is unknown; valid: high, mid, low, mix"),
-])
+@pytest.mark.parametrize(
+    "scores,n,level,fragment",
+    [
+        (SCORES, 2, "high", "at least 3"),
+        (SCORES, 9, "high", "between 1 and 8"),
+        (SCORES, 3, "top", "forget.level 'top' is unknown; valid: high, mid, low, mix"),
+    ],
+)
 def test_bad_selections_are_refused(scores, n, level, fragment):
     with pytest.raises(GrmuError, match=fragment):
         select(scores, n, level, 0.5)
@@ -314,17 +350,20 @@ def test_saved_scores_round_trip_and_a_none_file_is_refused(tmp_path):
 # ---------------------------------------------------------------------------- params
 
 
-@pytest.mark.parametrize("over,fragment", [
-    ({"forget": {"kind": "memorization"}, "memorization": {"score": "none"}}, "needs memorization scores"),
-    ({"forget": {"level": "top"}}, "forget.level 'top' is unknown; valid: high, mid, low, mix"),
-    ({"memorization": {"score": "loss"}}, "memorization.score 'loss' is unknown; valid: auto, none, heldout"),
-    ({"memorization": {"models": 1}}, "memorization.models must be an integer >= 2, got 1"),
-    ({"memorization": {"fraction": 1.0}}, "memorization.fraction must be a finite number > 0 and < 1, got 1.0"),
-    ({"memorization": {"score": "file"}}, "memorization.score file needs memorization.file"),
-    ({"memorization": {"ft_lr": 0}}, "memorization.ft_lr must be a finite number > 0, got 0"),
-    ({"memorization": {"ft_epochs": 0}}, "memorization.ft_epochs must be a positive integer, got 0"),
-    ({"forget": {"count": 5}}, "with forget.kind 'group'"),
-])
+@pytest.mark.parametrize(
+    "over,fragment",
+    [
+        ({"forget": {"kind": "memorization"}, "memorization": {"score": "none"}}, "needs memorization scores"),
+        ({"forget": {"level": "top"}}, "forget.level 'top' is unknown; valid: high, mid, low, mix"),
+        ({"memorization": {"score": "loss"}}, "memorization.score 'loss' is unknown; valid: auto, none, heldout"),
+        ({"memorization": {"models": 1}}, "memorization.models must be an integer >= 2, got 1"),
+        ({"memorization": {"fraction": 1.0}}, "memorization.fraction must be a finite number > 0 and < 1, got 1.0"),
+        ({"memorization": {"score": "file"}}, "memorization.score file needs memorization.file"),
+        ({"memorization": {"ft_lr": 0}}, "memorization.ft_lr must be a finite number > 0, got 0"),
+        ({"memorization": {"ft_epochs": 0}}, "memorization.ft_epochs must be a positive integer, got 0"),
+        ({"forget": {"count": 5}}, "with forget.kind 'group'"),
+    ],
+)
 def test_bad_memorization_params_are_refused(over, fragment):
     with pytest.raises(GrmuError, match=fragment):
         validate(small_params(**over))
@@ -338,8 +377,12 @@ def test_memorization_forget_sets_may_set_their_size():
 
 
 def test_memorization_forget_set_and_its_subset_accuracies_through_the_stages(prepared_dir, prep, tmp_path):
-    params = small_params(forget={"kind": "memorization", "level": "high", "count": 30},
-                          memorization={"score": "file", "file": "scores.npz"}, data_dir=str(tmp_path), ratios=[0.1])
+    params = small_params(
+        forget={"kind": "memorization", "level": "high", "count": 30},
+        memorization={"score": "file", "file": "scores.npz"},
+        data_dir=str(tmp_path),
+        ratios=[0.1],
+    )
     rng = np.random.default_rng(3)
     raw = rng.uniform(-1, 1, len(prep.y))
     np.savez(tmp_path / "scores.npz", tr_mem=raw)
@@ -395,9 +438,17 @@ def rum_ctx(prep, model, steps, *, forget=None, reweight=False, cfg=None):
     train = prep.indices("train")
     forget = train[[3, 9, 14, 20, 31, 40]] if forget is None else forget
     subsets = {"high": forget[:2], "mid": forget[2:4], "low": forget[4:]}
-    return UnlearnContext(model=model, prep=prep, forget_idx=forget, remaining_idx=np.setdiff1d(train, forget),
-                          cfg=cfg or unlearn_cfg(epochs=1), options={"steps": steps}, reweight=reweight, seed=0,
-                          subsets=subsets)
+    return UnlearnContext(
+        model=model,
+        prep=prep,
+        forget_idx=forget,
+        remaining_idx=np.setdiff1d(train, forget),
+        cfg=cfg or unlearn_cfg(epochs=1),
+        options={"steps": steps},
+        reweight=reweight,
+        seed=0,
+        subsets=subsets,
+    )
 
 
 def spy_methods(monkeypatch):
@@ -415,10 +466,21 @@ def spy_methods(monkeypatch):
             out = copy_.deepcopy(ctx.model)
             with torch.no_grad():
                 next(out.parameters()).view(-1)[0] += 1.0
-            calls.append({"name": name, "forget": ctx.forget_idx.copy(), "remaining": ctx.remaining_idx.copy(),
-                          "cfg": ctx.cfg, "options": ctx.options, "model": ctx.model, "original": ctx.original,
-                          "reweight": ctx.reweight, "out": out})
+            calls.append(
+                {
+                    "name": name,
+                    "forget": ctx.forget_idx.copy(),
+                    "remaining": ctx.remaining_idx.copy(),
+                    "cfg": ctx.cfg,
+                    "options": ctx.options,
+                    "model": ctx.model,
+                    "original": ctx.original,
+                    "reweight": ctx.reweight,
+                    "out": out,
+                }
+            )
             return out
+
         return MethodSpec(name, run, {"k": 1, "j": 0})
 
     monkeypatch.setattr(rum_module, "get_method", fake)
@@ -434,8 +496,11 @@ def test_rum_steps_exclude_every_processed_subset_from_the_remaining_set(prep, m
 
     calls = spy_methods(monkeypatch)
     model = torch.nn.Linear(2, 2)
-    steps = [{"subset": "high", "method": "a", "unlearn": {"lr": 0.5}, "options": {"k": 2}},
-             {"subset": "low", "method": "none"}, {"subset": "mid", "method": "b"}]
+    steps = [
+        {"subset": "high", "method": "a", "unlearn": {"lr": 0.5}, "options": {"k": 2}},
+        {"subset": "low", "method": "none"},
+        {"subset": "mid", "method": "b"},
+    ]
     ctx = rum_ctx(prep, model, steps, reweight=True)
     out = rum_module.rum(ctx)
     train, s = prep.indices("train"), ctx.subsets
@@ -452,19 +517,30 @@ def test_rum_steps_exclude_every_processed_subset_from_the_remaining_set(prep, m
     assert out is b["out"] and first_weight(out) == pytest.approx(first_weight(model) + 2)
 
 
-@pytest.mark.parametrize("steps,fragment", [
-    ([{"subset": "top", "method": "finetune"}], "steps[0].subset 'top' is unknown; valid: high, mid, low"),
-    ([{"subset": "low", "method": "finetune"}, {"subset": "low", "method": "salun"}], "unlearned twice"),
-    ([{"subset": "low", "method": "rum"}], "other than rum"),
-    ([{"subset": "low", "method": "finetune"}, {"subset": "high", "method": "none"}],
-     "must list each of high, mid, low once (method none skips one); missing: mid"),
-    ([{"subset": "low", "method": "finetun"}], "unknown method 'finetun'"),
-    ([{"subset": "low", "method": "finetune", "lr": 0.1}], "unknown key 'methods.rum.steps[0].lr'"),
-    ([{"subset": "low", "method": "finetune", "unlearn": {"rate": 0.1}}], "unknown key 'methods.rum.steps[0].unlearn.rate'"),
-    ([{"subset": "low", "method": "finetune", "unlearn": {"lr": -1}}], "methods.rum.steps[0].unlearn.lr must be"),
-    ([{"subset": "low", "method": "salun", "options": {"thresh": 0.5}}], "unknown key 'methods.rum.steps[0].options.thresh'"),
-    ([], "non-empty list"),
-])
+@pytest.mark.parametrize(
+    "steps,fragment",
+    [
+        ([{"subset": "top", "method": "finetune"}], "steps[0].subset 'top' is unknown; valid: high, mid, low"),
+        ([{"subset": "low", "method": "finetune"}, {"subset": "low", "method": "salun"}], "unlearned twice"),
+        ([{"subset": "low", "method": "rum"}], "other than rum"),
+        (
+            [{"subset": "low", "method": "finetune"}, {"subset": "high", "method": "none"}],
+            "must list each of high, mid, low once (method none skips one); missing: mid",
+        ),
+        ([{"subset": "low", "method": "finetun"}], "unknown method 'finetun'"),
+        ([{"subset": "low", "method": "finetune", "lr": 0.1}], "unknown key 'methods.rum.steps[0].lr'"),
+        (
+            [{"subset": "low", "method": "finetune", "unlearn": {"rate": 0.1}}],
+            "unknown key 'methods.rum.steps[0].unlearn.rate'",
+        ),
+        ([{"subset": "low", "method": "finetune", "unlearn": {"lr": -1}}], "methods.rum.steps[0].unlearn.lr must be"),
+        (
+            [{"subset": "low", "method": "salun", "options": {"thresh": 0.5}}],
+            "unknown key 'methods.rum.steps[0].options.thresh'",
+        ),
+        ([], "non-empty list"),
+    ],
+)
 def test_bad_rum_steps_are_refused_in_one_line(prep, steps, fragment):
     import re
 
@@ -497,15 +573,44 @@ def test_rum_default_steps_change_the_model_only_in_the_mid_and_high_steps(prep,
     assert [(c["name"], len(c["forget"])) for c in calls] == [("finetune", 2), ("salun", 2)]
 
 
-@pytest.mark.parametrize("over,fragment", [
-    ({}, "forget.kind is 'group' and forget.level 'high': use forget.kind memorization with forget.level mix"),
-    ({"forget": {"kind": "memorization", "level": "mix", "count": 30}, "ratios": [0.1],
-      "methods": {"rum": {"steps": [{"subset": "low", "method": "salun", "options": {"thresh": 1}}, {"subset": "mid", "method": "none"}, {"subset": "high", "method": "none"}]}}},
-     "unknown key 'methods.rum.steps[0].options.thresh'"),
-    ({"forget": {"kind": "memorization", "level": "mix", "count": 30}, "ratios": [0.1],
-      "methods": {"rum": {"steps": [{"subset": "low", "method": "finetune", "unlearn": {"epochs": 0}}, {"subset": "mid", "method": "none"}, {"subset": "high", "method": "none"}]}}},
-     "methods.rum.steps[0].unlearn.epochs must be a positive integer, got 0"),
-])
+@pytest.mark.parametrize(
+    "over,fragment",
+    [
+        ({}, "forget.kind is 'group' and forget.level 'high': use forget.kind memorization with forget.level mix"),
+        (
+            {
+                "forget": {"kind": "memorization", "level": "mix", "count": 30},
+                "ratios": [0.1],
+                "methods": {
+                    "rum": {
+                        "steps": [
+                            {"subset": "low", "method": "salun", "options": {"thresh": 1}},
+                            {"subset": "mid", "method": "none"},
+                            {"subset": "high", "method": "none"},
+                        ]
+                    }
+                },
+            },
+            "unknown key 'methods.rum.steps[0].options.thresh'",
+        ),
+        (
+            {
+                "forget": {"kind": "memorization", "level": "mix", "count": 30},
+                "ratios": [0.1],
+                "methods": {
+                    "rum": {
+                        "steps": [
+                            {"subset": "low", "method": "finetune", "unlearn": {"epochs": 0}},
+                            {"subset": "mid", "method": "none"},
+                            {"subset": "high", "method": "none"},
+                        ]
+                    }
+                },
+            },
+            "methods.rum.steps[0].unlearn.epochs must be a positive integer, got 0",
+        ),
+    ],
+)
 def test_check_params_refuses_a_bad_rum_setting_before_any_stage_runs(tmp_path, over, fragment):
     from grmu.stages import check_params
 
@@ -518,8 +623,9 @@ def test_check_params_refuses_a_bad_rum_setting_before_any_stage_runs(tmp_path, 
 def test_check_params_accepts_rum_on_a_mix_forget_set(tmp_path):
     from grmu.stages import check_params
 
-    params = validate(small_params(method="rum", forget={"kind": "memorization", "level": "mix", "count": 30},
-                                   ratios=[0.1]))
+    params = validate(
+        small_params(method="rum", forget={"kind": "memorization", "level": "mix", "count": 30}, ratios=[0.1])
+    )
     check_params.run(params, tmp_path / "ok")
     assert (tmp_path / "ok").read_text() == "ok\n"
 
@@ -534,5 +640,7 @@ def test_the_memorization_stage_reads_and_depends_on_the_seeds_pretrain_checkpoi
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["memorization"]
     assert "--original 'models/pretrain/${item.seed}.pt'" in stage["cmd"]
     assert "models/pretrain/${item.seed}.pt" in stage["deps"]
-    assert yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["pretrain"]["outs"][0] == \
-        "models/pretrain/${item.seed}.pt"
+    assert (
+        yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["pretrain"]["outs"][0]
+        == "models/pretrain/${item.seed}.pt"
+    )

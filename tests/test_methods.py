@@ -1,5 +1,6 @@
 """The unlearning methods (L1-sparse, SalUn, SCRUB, MIU) on a tiny model and small subsets of
 the prepared colored_mnist: registry runs, determinism, loss-term signs, REWEIGHT, options."""
+
 import copy
 import math
 
@@ -26,9 +27,18 @@ FORGET_GROUP = 2  # (y=1, a=0), the dataset's default forget group
 
 
 def unlearn_cfg(**over):
-    cfg = {"epochs": 2, "batch_size": 32, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
-           "warmup_epochs": 0, "schedule": "cosine", "augment": False, "optimizer": "sgd",
-           "sam": {"mode": "none", "rho": 0.1, "lamb": 1.0, "adaptive": False}}
+    cfg = {
+        "epochs": 2,
+        "batch_size": 32,
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "warmup_epochs": 0,
+        "schedule": "cosine",
+        "augment": False,
+        "optimizer": "sgd",
+        "sam": {"mode": "none", "rho": 0.1, "lamb": 1.0, "adaptive": False},
+    }
     cfg.update(over)
     return cfg
 
@@ -52,18 +62,30 @@ def pretrained(prep):
     """A tiny model trained one epoch on the full train set (a stand-in for PRETRAIN)."""
     torch.manual_seed(0)
     model = build_model({"arch": "small_cnn", "width": 8}, prep.n_classes, prep.meta["input_shape"])
-    fit(model, prep, lambda e: [Pass("train", prep.indices("train"), batch_size=64)],
-        unlearn_cfg(epochs=1, lr=0.05, weight_decay=0.0), seed=0)
+    fit(
+        model,
+        prep,
+        lambda e: [Pass("train", prep.indices("train"), batch_size=64)],
+        unlearn_cfg(epochs=1, lr=0.05, weight_decay=0.0),
+        seed=0,
+    )
     return model.eval()
 
 
 def make_ctx(prep, split, model, method, *, reweight=False, seed=0, cfg=None, **opts):
     spec = get_method(method)
     forget, remaining = split
-    return UnlearnContext(model=copy.deepcopy(model), prep=prep, forget_idx=forget, remaining_idx=remaining,
-                          cfg=cfg or unlearn_cfg(), options={**spec.options, **FAST.get(method, {}), **opts},
-                          reweight=reweight, seed=seed,
-                          subsets=dict(zip(("high", "mid", "low"), np.array_split(forget, 3))))  # thirds, for RUM
+    return UnlearnContext(
+        model=copy.deepcopy(model),
+        prep=prep,
+        forget_idx=forget,
+        remaining_idx=remaining,
+        cfg=cfg or unlearn_cfg(),
+        options={**spec.options, **FAST.get(method, {}), **opts},
+        reweight=reweight,
+        seed=seed,
+        subsets=dict(zip(("high", "mid", "low"), np.array_split(forget, 3))),
+    )  # thirds, for RUM
 
 
 def spy_fit(ctx, *, train=False):
@@ -89,6 +111,7 @@ def inputs(prep, idx):
 
 
 # --------------------------------------------------------------------------- every method
+
 
 def test_methods_are_registered_with_a_summary_line():
     names = {m.name for m in list_methods()}
@@ -171,6 +194,7 @@ def test_bad_option_values_are_refused_in_one_line(prep, split, pretrained, meth
 
 # --------------------------------------------------------------------------- L1-sparse
 
+
 def test_l1_penalty_weight_decays_per_epoch():
     assert l1_mod.penalty_weight(5e-4, 0, 10) == 5e-4
     assert l1_mod.penalty_weight(5e-4, 9, 10) == pytest.approx(5e-5)  # never reaches 0
@@ -205,6 +229,7 @@ def test_l1_penalty_shrinks_the_l1_norm_compared_with_finetuning(prep, split, pr
 
 # --------------------------------------------------------------------------- SalUn
 
+
 def test_saliency_mask_keeps_the_global_top_fraction():
     grads = {"a": torch.tensor([0.1, -5.0, 2.0]), "b": torch.tensor([[3.0, -0.5]])}
     mask = salun_mod.saliency_mask(grads, 0.4)  # int(0.4 * 5) = 2 entries: |-5| and |3|
@@ -226,8 +251,14 @@ def test_saliency_mask_from_forget_gradients_of_the_original(prep, split, pretra
 
 @pytest.mark.parametrize("weight_decay", [0.0, 5e-3])
 def test_salun_zeroes_the_gradients_of_masked_weights(prep, split, pretrained, weight_decay):
-    ctx = make_ctx(prep, split, pretrained, "salun", threshold=0.3,
-                   cfg=unlearn_cfg(epochs=1, momentum=0.0, weight_decay=weight_decay))
+    ctx = make_ctx(
+        prep,
+        split,
+        pretrained,
+        "salun",
+        threshold=0.3,
+        cfg=unlearn_cfg(epochs=1, momentum=0.0, weight_decay=weight_decay),
+    )
     checked = []
     real_fit = ctx.fit
 
@@ -279,6 +310,7 @@ def test_random_labels_replace_only_the_marked_samples():
 
 # --------------------------------------------------------------------------- SCRUB
 
+
 def test_scrub_kl_matches_definition():
     s, t = torch.randn(5, 3), torch.randn(5, 3)
     T = 4.0
@@ -321,6 +353,7 @@ def test_scrub_max_steps_raise_and_min_steps_lower_the_kl_on_forget_data(prep, s
 
 # --------------------------------------------------------------------------- MIU
 
+
 def test_mine_scores_are_the_mlp_on_features_and_one_hot_groups():
     torch.manual_seed(0)
     est = miu_mod.MINE(5, 3, hidden=8)
@@ -330,7 +363,8 @@ def test_mine_scores_are_the_mlp_on_features_and_one_hot_groups():
     assert torch.allclose(joint, want[0], atol=1e-6) and torch.allclose(marginal, want[1], atol=1e-6)
     assert torch.allclose(est.scores(z, g), want[0], atol=1e-6)
     assert est.estimate(z, g, g_bar).item() == pytest.approx(
-        (want[0].mean() - (torch.logsumexp(want[1], 0) - math.log(7))).item(), rel=1e-5)
+        (want[0].mean() - (torch.logsumexp(want[1], 0) - math.log(7))).item(), rel=1e-5
+    )
 
 
 def test_mine_value_and_ema_corrected_gradient():
@@ -418,10 +452,26 @@ def test_miu_defaults_run_as_the_official_code(prep, split, pretrained, monkeypa
     unlearned model's features in train mode (its BN running stats absorb the tuning batches),
     the tuning batches always augmented, z_o from the original model in train mode."""
     spec = get_method("miu")
-    assert {k: spec.options[k] for k in ("tune_steps_first", "tune_steps", "original_features", "tune_mode",
-                                         "tune_augment", "original_mode", "marginal")} == {
-        "tune_steps_first": 101, "tune_steps": 11, "original_features": "unlearned", "tune_mode": "train",
-        "tune_augment": "always", "original_mode": "train", "marginal": "uniform"}
+    assert {
+        k: spec.options[k]
+        for k in (
+            "tune_steps_first",
+            "tune_steps",
+            "original_features",
+            "tune_mode",
+            "tune_augment",
+            "original_mode",
+            "marginal",
+        )
+    } == {
+        "tune_steps_first": 101,
+        "tune_steps": 11,
+        "original_features": "unlearned",
+        "tune_mode": "train",
+        "tune_augment": "always",
+        "original_mode": "train",
+        "marginal": "uniform",
+    }
     augmented = []
     real_aug = miu_mod.train_augmentation
 
@@ -430,8 +480,15 @@ def test_miu_defaults_run_as_the_official_code(prep, split, pretrained, monkeypa
         return lambda x, gen: (augmented.append(len(x)), aug(x, gen))[1]
 
     monkeypatch.setattr(miu_mod, "train_augmentation", recording_augmentation)
-    ctx = make_ctx(prep, split, pretrained, "miu", **{k: spec.options[k] for k in ("tune_steps_first", "tune_steps")},
-                   mine_hidden=16, cfg=unlearn_cfg(augment=False, batch_size=8))
+    ctx = make_ctx(
+        prep,
+        split,
+        pretrained,
+        "miu",
+        **{k: spec.options[k] for k in ("tune_steps_first", "tune_steps")},
+        mine_hidden=16,
+        cfg=unlearn_cfg(augment=False, batch_size=8),
+    )
     st = miu_mod.MIU(ctx)
     steps, orig_calls = spy_tuning(st)
     before = state(ctx.model)
@@ -441,8 +498,11 @@ def test_miu_defaults_run_as_the_official_code(prep, split, pretrained, monkeypa
     assert changed and all("running" in k or "num_batches" in k for k in changed)
     st.tune(1)
     assert len(steps) == 2 * 112 and len(augmented) == 112 and not orig_calls  # unlearned features only
-    not_always = miu_mod.MIU(make_ctx(prep, split, pretrained, "miu", tune_steps_first=3, tune_augment="unlearn",
-                                      cfg=unlearn_cfg(augment=False)))
+    not_always = miu_mod.MIU(
+        make_ctx(
+            prep, split, pretrained, "miu", tune_steps_first=3, tune_augment="unlearn", cfg=unlearn_cfg(augment=False)
+        )
+    )
     augmented.clear()
     not_always.tune(0)
     assert not augmented

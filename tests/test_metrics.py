@@ -1,10 +1,22 @@
 """Metrics on hand-computed cases."""
+
 import numpy as np
 import pytest
 
-from grmu.metrics import (accuracy, avg_gap, demographic_parity, equal_opportunity, equalized_odds,
-                          forget_group_accuracy, group_accuracies, mia_efficacy, svc_mia_efficacy, tow, tow_mia,
-                          worst_group_accuracy)
+from grmu.metrics import (
+    accuracy,
+    avg_gap,
+    demographic_parity,
+    equal_opportunity,
+    equalized_odds,
+    forget_group_accuracy,
+    group_accuracies,
+    mia_efficacy,
+    svc_mia_efficacy,
+    tow,
+    tow_mia,
+    worst_group_accuracy,
+)
 
 # 8 test samples: (y, a) cells with 2 samples each
 Y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
@@ -62,6 +74,7 @@ def test_mia_efficacy_detects_forgotten_vs_memorised_samples():
 
 # --- asymmetric fixtures: every cell (y, a) has its own accuracy, so a swapped axis, a dropped
 # abs(), a forgotten cell or group, or a wrong split changes the number -----------------------
+
 
 def cells(correct: dict, n: int = 4, n_classes: int = 2):
     """Samples of cells (y, a), ``n`` each, of which ``correct[(y, a)]`` are predicted right
@@ -142,8 +155,12 @@ def test_split_metrics_reads_each_set_where_the_paper_does():
     a = np.concatenate([af, ar, av, at])
     pred = np.concatenate([pf, pr, pv, pt])
     n_f, n_r, n_v = len(yf), len(yr), len(yv)
-    sets = {"remaining": np.arange(n_f, n_f + n_r), "forget": np.arange(n_f),
-            "val": np.arange(n_f + n_r, n_f + n_r + n_v), "test": np.arange(n_f + n_r + n_v, len(y))}
+    sets = {
+        "remaining": np.arange(n_f, n_f + n_r),
+        "forget": np.arange(n_f),
+        "val": np.arange(n_f + n_r, n_f + n_r + n_v),
+        "test": np.arange(n_f + n_r + n_v, len(y)),
+    }
     rng = np.random.default_rng(0)
     loss = np.empty(len(y))
     loss[sets["remaining"]] = rng.uniform(0.0, 0.05, n_r)  # members: low loss
@@ -184,7 +201,12 @@ def test_split_metrics_gives_mia_svc_the_true_class_confidence_of_each_set(monke
     n = 40
     y = np.arange(n) % 2
     loss = np.linspace(0.05, 2.0, n, dtype=np.float32)  # as grmu.inference.predictions returns them
-    sets = {"remaining": np.arange(0, 20), "forget": np.arange(20, 25), "val": np.arange(25, 30), "test": np.arange(30, 40)}
+    sets = {
+        "remaining": np.arange(0, 20),
+        "forget": np.arange(20, 25),
+        "val": np.arange(25, 30),
+        "test": np.arange(30, 40),
+    }
     m = M.split_metrics(y.copy(), loss, y, y, y, sets, [[1, 1]], 4, "single")
     assert m["MIA_SVC"] == 12.5
     assert seen["r"].dtype == seen["t"].dtype == seen["f"].dtype == np.float64  # p_y in double precision

@@ -1,7 +1,6 @@
 """MultiNLI read from tiny fixtures in the group-DRO layout (tests/fixtures_real.py): the cached
 BERT features and the raw GLUE text give the same inputs, the GLUE pair encoding and truncation,
 BERT from a local folder, the pipeline on a tiny BERT, and clear errors."""
-import pickle
 
 import numpy as np
 import pytest
@@ -27,11 +26,22 @@ L = fx.MULTINLI_LENGTH
 def nli_params(data_dir, source="auto", **over):
     from tests.conftest import small_params
 
-    p = small_params(dataset="multinli", data_dir=str(data_dir),
-                     datasets={"multinli": {"source": source, "max_length": L}},
-                     model={"arch": "tiny_bert", "width": 16, "pretrained": "none"}, **over)
-    p["train"] = {**p["train"], "epochs": 1, "batch_size": 16, "optimizer": "adamw", "lr": 1e-3,
-                  "weight_decay": 0.0, "augment": False}
+    p = small_params(
+        dataset="multinli",
+        data_dir=str(data_dir),
+        datasets={"multinli": {"source": source, "max_length": L}},
+        model={"arch": "tiny_bert", "width": 16, "pretrained": "none"},
+        **over,
+    )
+    p["train"] = {
+        **p["train"],
+        "epochs": 1,
+        "batch_size": 16,
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "augment": False,
+    }
     p["unlearn"] = {**p["unlearn"], "batch_size": 16, "augment": False}
     return p
 
@@ -54,6 +64,7 @@ def prepared(data_dir, tmp_path_factory):
 
 
 # --- tables, splits, forget sets -------------------------------------------------------------
+
 
 def test_groups_and_splits_of_the_metadata(prepared):
     prep = load_prepared(prepared["features"])
@@ -103,7 +114,7 @@ PAIRS = [
     ("The cat sat on the mat.", "The dog's not running!"),
     ("UNWANTED, Café costs $5 中文", "a\tdog\u00a0don't\x00 cats xyz\u0301"),
     ("Ünïcödé   ,,, runnings", "a"),
-    ("cat " * 3, ""),                 # no second sentence: [CLS] a [SEP]
+    ("cat " * 3, ""),  # no second sentence: [CLS] a [SEP]
 ]
 
 
@@ -125,8 +136,11 @@ def test_pairs_that_fit_are_encoded_as_the_bert_tokenizer_encodes_them(tmp_path,
 
     vocab = vocab_file(tmp_path, ["un", "##want", "##ed", "$", "5", "中"])
     want = BertTokenizer(str(vocab), do_lower_case=True)(a, b or None, max_length=32, padding="max_length")
-    assert encode(bert_tokenizer(vocab)[0], a, b, 32) == [want["input_ids"], want["attention_mask"],
-                                                       want["token_type_ids"]]
+    assert encode(bert_tokenizer(vocab)[0], a, b, 32) == [
+        want["input_ids"],
+        want["attention_mask"],
+        want["token_type_ids"],
+    ]
 
 
 def test_words_are_lower_cased_stripped_of_accents_and_split_into_pieces(tmp_path):
@@ -135,7 +149,14 @@ def test_words_are_lower_cased_stripped_of_accents_and_split_into_pieces(tmp_pat
     v = {t: i for i, t in enumerate(fx.BERT_VOCAB)}
     assert tok.tokenize("Don't, CAFÉ!") == ["don", "'", "t", ",", "cafe", "!"]
     assert tok("runnings Cats xyz " + "a" * 101, add_special_tokens=False)["input_ids"] == [
-        v["runn"], v["##ing"], v["##s"], v["cat"], v["##s"], v["[UNK]"], v["[UNK]"]]
+        v["runn"],
+        v["##ing"],
+        v["##s"],
+        v["cat"],
+        v["##s"],
+        v["[UNK]"],
+        v["[UNK]"],
+    ]
 
 
 def test_text_is_normalised_as_the_python_bert_tokenizer_of_the_cached_features_did(tmp_path):
@@ -143,12 +164,12 @@ def test_text_is_normalised_as_the_python_bert_tokenizer_of_the_cached_features_
     gives a final sigma) and the CJK Extension E ideographs (each a word of its own)."""
     final = "ΟΔΟΣ".lower()
     assert final.endswith("ς")
-    tok, _ = bert_tokenizer(vocab_file(tmp_path, [final, "\U0002B820"]))
-    v = {t: i for i, t in enumerate(fx.BERT_VOCAB + [final, "\U0002B820"])}
-    rows = encode_pairs(tok, ["ΟΔΟΣ", "a\U0002B820a"], ["", "cat"], 8)
+    tok, _ = bert_tokenizer(vocab_file(tmp_path, [final, "\U0002b820"]))
+    v = {t: i for i, t in enumerate(fx.BERT_VOCAB + [final, "\U0002b820"])}
+    rows = encode_pairs(tok, ["ΟΔΟΣ", "a\U0002b820a"], ["", "cat"], 8)
     assert rows.dtype == np.int32 and rows.shape == (2, 3, 8)
     assert rows[0, 0].tolist() == [v["[CLS]"], v[final], v["[SEP]"], 0, 0, 0, 0, 0]
-    assert rows[1, 0].tolist() == [v["[CLS]"], v["a"], v["\U0002B820"], v["a"], v["[SEP]"], v["cat"], v["[SEP]"], 0]
+    assert rows[1, 0].tolist() == [v["[CLS]"], v["a"], v["\U0002b820"], v["a"], v["[SEP]"], v["cat"], v["[SEP]"], 0]
     assert encode_pairs(tok, [], [], 8).shape == (0, 3, 8)  # no pairs: the caller names the mismatch
 
 
@@ -175,6 +196,7 @@ def test_a_vocabulary_without_the_special_tokens_is_refused(tmp_path):
 
 
 # --- cached feature files --------------------------------------------------------------------
+
 
 class _Payload:
     """Pickles as a call of os.system: loading it must not run the command."""
@@ -222,24 +244,49 @@ def _break(tmp_path, breaker, **make):
     return root
 
 
-@pytest.mark.parametrize("breaker,source,fragments", [
-    (lambda b: (b / "metadata_random.csv").unlink(), "auto", ["metadata_random.csv not found", "group_DRO"]),
-    (lambda b: (b / "bert_features/cached_dev_bert-base-uncased_128_mnli-mm").unlink(), "features",
-     ["cached_dev_bert-base-uncased_128_mnli-mm not found"]),
-    (lambda b: (b / "MNLI/dev_matched.tsv").unlink(), "text", ["dev_matched.tsv not found", "GLUE"]),
-    (lambda b: (b.parent / "bert-base-uncased/vocab.txt").unlink(), "text",
-     ["BERT vocabulary not found", "bert-base-uncased/vocab.txt"]),
-    (lambda b: (b / "metadata_random.csv").write_text((b / "metadata_random.csv").read_text()
-                                                      .replace("sentence2_has_negation", "negation")),
-     "auto", ["lacks column(s) sentence2_has_negation"]),
-    (lambda b: (b / "MNLI/train.tsv").write_text((b / "MNLI/train.tsv").read_text().replace("\tneutral\n", "\t-\n", 1)),
-     "text", ["train.tsv line", "got '-'"]),
-    (lambda b: (b / "metadata_random.csv").write_text("\n".join((b / "metadata_random.csv").read_text()
-                                                                .splitlines()[:-1]) + "\n"),
-     "features", ["hold 53 sentence pairs", "has 52 rows"]),
-    (lambda b: (b / "bert_features/cached_dev_bert-base-uncased_128_mnli").write_bytes(b"\x80\x02garbage"),
-     "features", ["cannot read", "cached_dev_bert-base-uncased_128_mnli"]),
-])
+@pytest.mark.parametrize(
+    "breaker,source,fragments",
+    [
+        (lambda b: (b / "metadata_random.csv").unlink(), "auto", ["metadata_random.csv not found", "group_DRO"]),
+        (
+            lambda b: (b / "bert_features/cached_dev_bert-base-uncased_128_mnli-mm").unlink(),
+            "features",
+            ["cached_dev_bert-base-uncased_128_mnli-mm not found"],
+        ),
+        (lambda b: (b / "MNLI/dev_matched.tsv").unlink(), "text", ["dev_matched.tsv not found", "GLUE"]),
+        (
+            lambda b: (b.parent / "bert-base-uncased/vocab.txt").unlink(),
+            "text",
+            ["BERT vocabulary not found", "bert-base-uncased/vocab.txt"],
+        ),
+        (
+            lambda b: (b / "metadata_random.csv").write_text(
+                (b / "metadata_random.csv").read_text().replace("sentence2_has_negation", "negation")
+            ),
+            "auto",
+            ["lacks column(s) sentence2_has_negation"],
+        ),
+        (
+            lambda b: (b / "MNLI/train.tsv").write_text(
+                (b / "MNLI/train.tsv").read_text().replace("\tneutral\n", "\t-\n", 1)
+            ),
+            "text",
+            ["train.tsv line", "got '-'"],
+        ),
+        (
+            lambda b: (b / "metadata_random.csv").write_text(
+                "\n".join((b / "metadata_random.csv").read_text().splitlines()[:-1]) + "\n"
+            ),
+            "features",
+            ["hold 53 sentence pairs", "has 52 rows"],
+        ),
+        (
+            lambda b: (b / "bert_features/cached_dev_bert-base-uncased_128_mnli").write_bytes(b"\x80\x02garbage"),
+            "features",
+            ["cannot read", "cached_dev_bert-base-uncased_128_mnli"],
+        ),
+    ],
+)
 def test_broken_files_fail_in_one_line(tmp_path, breaker, source, fragments):
     root = _break(tmp_path, breaker)
     with pytest.raises(GrmuError) as err:
@@ -249,12 +296,15 @@ def test_broken_files_fail_in_one_line(tmp_path, breaker, source, fragments):
     assert not (tmp_path / "prep").exists()
 
 
-@pytest.mark.parametrize("field,value,fragment", [
-    ("label_id", 3, "label_id 3; valid: 0, 1, 2"),
-    ("input_mask", [2] * L, "an input_mask or segment_ids value other than 0/1"),
-    ("input_ids", [-1] * L, "a token id outside [0, 30522)"),
-    ("input_ids", ["x"] * L, "non-integer tokens"),
-])
+@pytest.mark.parametrize(
+    "field,value,fragment",
+    [
+        ("label_id", 3, "label_id 3; valid: 0, 1, 2"),
+        ("input_mask", [2] * L, "an input_mask or segment_ids value other than 0/1"),
+        ("input_ids", [-1] * L, "a token id outside [0, 30522)"),
+        ("input_ids", ["x"] * L, "non-integer tokens"),
+    ],
+)
 def test_feature_values_out_of_range_are_refused(tmp_path, field, value, fragment):
     import re
 
@@ -284,12 +334,18 @@ def test_labels_that_disagree_with_the_metadata_are_refused(tmp_path):
 
 
 def test_unknown_source_is_refused(data_dir, tmp_path):
-    res = run_stage("prepare.py", "--out", tmp_path / "prep", tmp_path=tmp_path,
-                    params={"dataset": "multinli", "data_dir": str(data_dir), "datasets": {"multinli": {"source": "pickle"}}})
+    res = run_stage(
+        "prepare.py",
+        "--out",
+        tmp_path / "prep",
+        tmp_path=tmp_path,
+        params={"dataset": "multinli", "data_dir": str(data_dir), "datasets": {"multinli": {"source": "pickle"}}},
+    )
     assert_one_line_error(res, "datasets.multinli.source 'pickle' is unknown", "auto, features, text")
 
 
 # --- models ----------------------------------------------------------------------------------
+
 
 def test_tiny_bert_features_and_head(prepared):
     prep = load_prepared(prepared["features"])
@@ -322,8 +378,9 @@ def test_bert_from_a_local_folder(prepared, tmp_path):
     assert saved and all(torch.equal(mine[k], v) for k, v in saved.items())
     assert model(prep.inputs[:2]).shape == (2, 3)
     skipped = model_for(cfg, prep, load_weights=False)
-    assert not torch.equal(skipped.body.bert.state_dict()["embeddings.word_embeddings.weight"],
-                           saved["embeddings.word_embeddings.weight"])
+    assert not torch.equal(
+        skipped.body.bert.state_dict()["embeddings.word_embeddings.weight"], saved["embeddings.word_embeddings.weight"]
+    )
 
 
 def test_bert_folder_with_other_weights_is_refused(prepared, tmp_path):
@@ -342,11 +399,15 @@ def test_bert_folder_with_other_weights_is_refused(prepared, tmp_path):
 
 def test_missing_bert_weights_and_wrong_archs_say_what_to_do(prepared, tmp_path):
     prep = load_prepared(prepared["text"])
-    with pytest.raises(GrmuError, match=r"no BERT weights in .*nowhere; expected a Hugging Face bert-base-uncased "
-                                        r"folder: config.json, model.safetensors or pytorch_model.bin"):
+    with pytest.raises(
+        GrmuError,
+        match=r"no BERT weights in .*nowhere; expected a Hugging Face bert-base-uncased "
+        r"folder: config.json, model.safetensors or pytorch_model.bin",
+    ):
         model_for({"arch": "bert", "width": 16, "pretrained": str(tmp_path / "nowhere")}, prep)
-    with pytest.raises(GrmuError, match="model.arch small_cnn does not take token inputs; valid for this dataset: "
-                                        "bert, tiny_bert"):
+    with pytest.raises(
+        GrmuError, match="model.arch small_cnn does not take token inputs; valid for this dataset: bert, tiny_bert"
+    ):
         model_for({"arch": "small_cnn", "width": 16, "pretrained": "none"}, prep)
     with pytest.raises(GrmuError, match="model.arch tiny_bert does not take image inputs"):
         build_model({"arch": "tiny_bert", "width": 16}, 2, (3, 14, 14))
@@ -355,6 +416,7 @@ def test_missing_bert_weights_and_wrong_archs_say_what_to_do(prepared, tmp_path)
 
 
 # --- the pipeline ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("method", ["miu", "scrub"])
 def test_pipeline_on_tiny_bert(prepared, tmp_path, method):
@@ -380,16 +442,37 @@ def test_dvc_exp_run_on_the_multinli_fixture(tmp_path):
     fx.make_weights(root)  # the protocol's BERT folder: a tiny one
     protocol = {"model": {"width": None}, "train": {"epochs": None, "batch_size": None, "warmup_epochs": None}}
     path, run = copy_repo(tmp_path / "repo", {"ratios": [0.5], **protocol})
-    res = dvc(run, "exp", "run", "-S", "dataset=multinli", "-S", f"data_dir={root}",
-              "-S", f"datasets.multinli.max_length={L}", "-S", "method=miu")
-    assert {"prepare", "pretrain@1", "retrain@reweight-1", "unlearn@1", "evaluate@unlearned",
-            "aggregate"} <= ran_stages(res.stdout)
+    res = dvc(
+        run,
+        "exp",
+        "run",
+        "-S",
+        "dataset=multinli",
+        "-S",
+        f"data_dir={root}",
+        "-S",
+        f"datasets.multinli.max_length={L}",
+        "-S",
+        "method=miu",
+    )
+    assert {
+        "prepare",
+        "pretrain@1",
+        "retrain@reweight-1",
+        "unlearn@1",
+        "evaluate@unlearned",
+        "aggregate",
+    } <= ran_stages(res.stdout)
     meta = json.loads((path / "data/prepared/meta.json").read_text())
     assert meta["dataset"] == "multinli" and meta["input_shape"] == [3, L] and meta["source"] == "text"
     forget = json.loads((path / "data/forget/1/0.5.json").read_text())
     assert forget["groups"] == [[2, 1]] and forget["size"] == 3
     assert 0 < json.loads((path / "metrics/summary.json").read_text())["avg_gap"] <= 100
     info = torch.load(path / "models/pretrain/1.pt", weights_only=True)["info"]  # the paper's BERT protocol
-    assert info["model"] == {"arch": "bert", "width": 16, "pretrained": str(root / "bert-base-uncased"),
-                             "precision": "fp32"}
+    assert info["model"] == {
+        "arch": "bert",
+        "width": 16,
+        "pretrained": str(root / "bert-base-uncased"),
+        "precision": "fp32",
+    }
     assert (info["train"]["optimizer"], info["train"]["lr"], info["train"]["epochs"]) == ("adamw", 1e-5, 30)

@@ -3,9 +3,9 @@
 Each test pins a behaviour that a surviving mutant changed: an error message, a rounding, a
 ddof, an output key or column that no other fast test read. Small, CPU, asymmetric numbers.
 """
+
 import json
 
-import os
 
 import numpy as np
 import pytest
@@ -45,7 +45,7 @@ def test_collect_keeps_each_models_group_accuracies(thirds):
 def test_tow_column_is_the_product_over_ra_ua_ta(thirds):
     df = add_gaps(collect(thirds, [0.5], [0, 1]))
     unl = df[df["model"] == "unlearned"].set_index("seed")
-    assert unl.loc[1, "ToW"] == pytest.approx(100 * 0.98 ** 3)
+    assert unl.loc[1, "ToW"] == pytest.approx(100 * 0.98**3)
     assert unl.loc[0, "ToW"] == pytest.approx(100 * (1 - 1 / 300) ** 3)
 
 
@@ -68,11 +68,13 @@ def test_add_gaps_without_the_reference_names_it(thirds):
 def test_multi_group_accepts_one_pair_and_refuses_k_out_of_range_by_name():
     pairs = [[2, 1], [0, 3], [1, 0]]
     assert multi_group_groups(pairs, 1) == [[2, 1]]
-    assert multi_group_groups(pairs, 3) == [[2, 1], [2, 3], [2, 0], [0, 1], [0, 3], [0, 0],
-                                            [1, 1], [1, 3], [1, 0]]
+    assert multi_group_groups(pairs, 3) == [[2, 1], [2, 3], [2, 0], [0, 1], [0, 3], [0, 0], [1, 1], [1, 3], [1, 0]]
     for k in (0, 4):
-        with pytest.raises(GrmuError, match=rf"^forget.multi_group {k} needs {k} group pairs; "
-                                            r"the dataset defines 3$"):
+        with pytest.raises(
+            GrmuError,
+            match=rf"^forget.multi_group {k} needs {k} group pairs; "
+            r"the dataset defines 3$",
+        ):
             multi_group_groups(pairs, k)
 
 
@@ -102,7 +104,9 @@ def test_stages_check_the_forget_set_against_the_dataset(stage, prep, prepared_d
     save_forget(f, [test_idx], [[int(prep.y[test_idx]), int(prep.a[test_idx])]], 0.5, 0, 1)
     missing = tmp_path / "missing.pt"
     run = {
-        "evaluate": lambda: evaluate.run(small_params(), prepared_dir, tmp_path / "missing.npz", f, "x", tmp_path / "e.json"),
+        "evaluate": lambda: evaluate.run(
+            small_params(), prepared_dir, tmp_path / "missing.npz", f, "x", tmp_path / "e.json"
+        ),
         "retrain": lambda: retrain.run(small_params(), prepared_dir, "erm", f, 0, tmp_path / "r.pt"),
         "unlearn": lambda: unlearn.run(small_params(), prepared_dir, missing, f, 0, tmp_path / "u.pt"),
     }[stage]
@@ -111,7 +115,8 @@ def test_stages_check_the_forget_set_against_the_dataset(stage, prep, prepared_d
 
 
 def test_unlearn_seeds_the_run_records_its_settings_and_applies_the_recipe_entry_of_its_ratio(
-        prep, prepared_dir, tmp_path, monkeypatch, capsys):
+    prep, prepared_dir, tmp_path, monkeypatch, capsys
+):
     """Same seed, same draws whatever the RNG state before the stage; the recipe entry that
     matches the forget set's ratio (celeba: miu + reweight at 0.9 sets lambda_mi 1); what the
     checkpoint, the return value, dvclive and the log line say about the run."""
@@ -181,11 +186,14 @@ def test_evaluate_writes_the_run_and_the_model_info_of_its_outputs(prep, prepare
     assert result["groups"] == [[1, 0]] and result["trained"] == {"epochs": 2, "run": {"seed": 7}}
     assert result["run"] == run_info(2)
     m = result["metrics"]
-    want = f"retrain_gdro r=0.5 seed=2: " + " ".join(f"{k}={m[k]:.1f}" for k in ("RA", "UA", "TA", "MIA", "MIA_SVC", "EO", "GA"))
+    want = "retrain_gdro r=0.5 seed=2: " + " ".join(
+        f"{k}={m[k]:.1f}" for k in ("RA", "UA", "TA", "MIA", "MIA_SVC", "EO", "GA")
+    )
     assert capsys.readouterr().out.strip().splitlines()[-1] == want
 
 
 # --- stages.retrain: the training itself is stubbed by a recorder of what the stage passes ----
+
 
 def _stub_training(monkeypatch):
     from grmu.stages import retrain
@@ -194,8 +202,19 @@ def _stub_training(monkeypatch):
     seen = {}
 
     def fake(params, cfg, prep, idx, seed, out, live_dir, name, loss=ce_loss, weights=None, settings=None):
-        seen.update(params=params, cfg=cfg, prep=prep, idx=idx, seed=seed, out=out, live_dir=live_dir, name=name,
-                    loss=loss, weights=weights, settings=settings)
+        seen.update(
+            params=params,
+            cfg=cfg,
+            prep=prep,
+            idx=idx,
+            seed=seed,
+            out=out,
+            live_dir=live_dir,
+            name=name,
+            loss=loss,
+            weights=weights,
+            settings=settings,
+        )
         return {"name": name}
 
     monkeypatch.setattr(retrain, "train_and_save", fake)
@@ -203,8 +222,9 @@ def _stub_training(monkeypatch):
 
 
 @pytest.mark.parametrize("variant", ["erm", "reweight", "gdro"])
-def test_retrain_trains_on_the_remaining_set_with_its_variants_settings(prep, prepared_dir, monkeypatch,
-                                                                       tmp_path, variant):
+def test_retrain_trains_on_the_remaining_set_with_its_variants_settings(
+    prep, prepared_dir, monkeypatch, tmp_path, variant
+):
     import numpy as np
     import torch
 
@@ -218,8 +238,10 @@ def test_retrain_trains_on_the_remaining_set_with_its_variants_settings(prep, pr
     forget = sample_forget(prep, [[1, 0]], 0.5, 3)
     save_forget(f, forget, [[1, 0]], 0.5, 3, 0)
     # the variant overrides lr (0.7 instead of train's 0.03) and keeps train's batch size (64)
-    q = small_params(train={"lr": 0.03, "batch_size": 64},
-                     retrain={variant: {"lr": 0.7, "batch_size": None, **({"eta": 2.5} if variant == "gdro" else {})}})
+    q = small_params(
+        train={"lr": 0.03, "batch_size": 64},
+        retrain={variant: {"lr": 0.7, "batch_size": None, **({"eta": 2.5} if variant == "gdro" else {})}},
+    )
     seen = _stub_training(monkeypatch)
     out = retrain.run(q, prepared_dir, variant, f, 6, tmp_path / "m.pt", tmp_path / "live")
     assert out == {"name": f"retrain_{variant}"}
@@ -323,9 +345,17 @@ def test_mia_fits_the_papers_forest_grid_by_default_and_one_forest_in_single_mod
     recorder.answers = [(1, "up")] * 6
     assert mia_efficacy(*losses)["MIA_config"] == "20-gini"
     cores = -1  # trees grown on every core (the forest does not depend on it)
-    assert recorder.made == [{"n_estimators": n, "criterion": c, "random_state": 0, "n_jobs": cores} for n, c in MIA_GRID]
-    assert [(n, c) for n, c in MIA_GRID] == [(20, "gini"), (20, "entropy"), (50, "gini"), (50, "entropy"),
-                                             (100, "gini"), (100, "entropy")]
+    assert recorder.made == [
+        {"n_estimators": n, "criterion": c, "random_state": 0, "n_jobs": cores} for n, c in MIA_GRID
+    ]
+    assert [(n, c) for n, c in MIA_GRID] == [
+        (20, "gini"),
+        (20, "entropy"),
+        (50, "gini"),
+        (50, "entropy"),
+        (100, "gini"),
+        (100, "entropy"),
+    ]
     recorder.made = []
     mia_efficacy(*losses, mode="single")
     assert recorder.made == [{"n_estimators": 100, "criterion": "gini", "random_state": 0, "n_jobs": cores}]
@@ -381,8 +411,10 @@ def test_undefined_fairness_and_accuracy_are_nan_without_numpy_warnings():
         assert np.isnan(equal_opportunity(y, y, np.array([0, 0, 1, 0]), [[0, 1]]))  # no positive in S
         # one cell per target: every gap undefined; then one target with both cells
         assert np.isnan(equalized_odds(y, y, a, [[1, 1]]))
-        assert equalized_odds(np.array([0, 1, 1, 0, 0]), np.array([0, 1, 1, 0, 0]), np.array([1, 1, 1, 1, 0]),
-                              [[1, 1]]) == 0.0
+        assert (
+            equalized_odds(np.array([0, 1, 1, 0, 0]), np.array([0, 1, 1, 0, 0]), np.array([1, 1, 1, 1, 0]), [[1, 1]])
+            == 0.0
+        )
 
 
 # ---------------------------------------------------------------------------- report: what summary.json says
@@ -394,7 +426,7 @@ def test_summary_names_the_run_and_rounds_tow_with_the_population_std(thirds):
     assert (s["dataset"], s["pretrain"], s["unlearn_sam"]) == (None, "plain", "plain")
     s = summary_json(df, "scrub", True, pretrain="SAM-min rho=0.1", unlearn="ASAM-max rho=1", dataset="mnist")
     assert (s["dataset"], s["pretrain"], s["unlearn_sam"]) == ("mnist", "SAM-min rho=0.1", "ASAM-max rho=1")
-    tows = [100 * (1 - 1 / 300) ** 3, 100 * 0.98 ** 3]  # seeds 0 and 1: 99.00334, 94.1192
+    tows = [100 * (1 - 1 / 300) ** 3, 100 * 0.98**3]  # seeds 0 and 1: 99.00334, 94.1192
     assert s["ToW"] == 96.561 and s["ToW_std"] == round(abs(tows[0] - tows[1]) / 2, 3) == 2.442
 
 

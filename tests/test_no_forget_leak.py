@@ -1,6 +1,7 @@
 """No RETRAIN variant may ever read a forget sample while it trains: RETRAIN is the gold standard
 that never saw the forget set. Once its weights are final, its stage runs it on every sample
 (the outputs that evaluate@{model} reads, UA among them), and only then."""
+
 import json
 
 import numpy as np
@@ -53,8 +54,9 @@ def recorded(prepared_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(pretrain, "save_outputs", save_outputs)  # the training body shared with RETRAIN
 
     def train(variant):
-        train_reference(small_params(), prepared_dir, 0, tmp_path / "m.pt", variant=variant,
-                        forget_path=tmp_path / "f.json")
+        train_reference(
+            small_params(), prepared_dir, 0, tmp_path / "m.pt", variant=variant, forget_path=tmp_path / "f.json"
+        )
         return recorders[-1]
 
     return forget, train

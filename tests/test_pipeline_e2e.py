@@ -1,10 +1,13 @@
 """End to end: `dvc repro` of the real pipeline, shrunk to run on CPU in about a minute, in a
 temporary git copy of the repository (never in the checkout)."""
+
 import json
 import sys
 
 import pandas as pd
 import pytest
+
+from grmu.methods import METHODS
 
 from ._repo import copy_repo, dvc, ran_stages, restore_committed
 
@@ -21,12 +24,25 @@ def test_repro_builds_every_output(repo):
     path, run = repo
     res = dvc(run, "repro")
     stages = ran_stages(res.stdout)
-    assert stages == {"check_params", "prepare", "pretrain@1", "memorization@1", "forget_set@1", "retrain@erm-1",
-                      "retrain@reweight-1", "retrain@gdro-1", "unlearn@1", "aggregate"} | {
-        f"evaluate@{m}" for m in ("pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")}
+    assert stages == {
+        "check_params",
+        "prepare",
+        "pretrain@1",
+        "memorization@1",
+        "forget_set@1",
+        "retrain@erm-1",
+        "retrain@reweight-1",
+        "retrain@gdro-1",
+        "unlearn@1",
+        "aggregate",
+    } | {f"evaluate@{m}" for m in ("pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")}
     for model in ("retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned"):  # a model and its outputs per ratio
-        assert sorted(p.name for p in (path / "models" / model / "1").iterdir()) == ["0.5.npz", "0.5.pt", "1.0.npz",
-                                                                                     "1.0.pt"]
+        assert sorted(p.name for p in (path / "models" / model / "1").iterdir()) == [
+            "0.5.npz",
+            "0.5.pt",
+            "1.0.npz",
+            "1.0.pt",
+        ]
     table = pd.read_csv(path / "metrics/table.csv")
     assert len(table) == 2 * 5  # 2 ratios x 5 models
     assert set(table["model"]) == {"PRETRAIN", "RETRAIN", "RETRAIN+REWEIGHT", "RETRAIN+Group-DRO", "FINETUNE"}
@@ -50,19 +66,28 @@ def test_second_repro_skips_everything(repo):
     assert "up to date" in dvc(run, "status").stdout
 
 
-@pytest.mark.parametrize("module,expected", [
-    # a change of the unlearning stage reruns unlearn only (evaluate and aggregate follow its outputs)
-    ("src/grmu/stages/unlearn.py", {"unlearn@1"}),
-    # one method's file: check_params (it checks every method's options) and unlearn, no training
-    ("src/grmu/methods/scrub.py", {"check_params", "unlearn@1"}),
-    # a change of the metric formulas reruns the evaluations and the aggregation, never training
-    # nor inference (the evaluations read the outputs the model stages saved)
-    ("src/grmu/metrics.py", {"aggregate"} | {f"evaluate@{m}" for m in ("pretrain", "retrain_erm", "retrain_reweight",
-                                                                        "retrain_gdro", "unlearned")}),
-    # the training loop: every training stage (the memorization scores train models too), nothing else
-    ("src/grmu/train.py", {"check_params", "memorization@1", "pretrain@1", "unlearn@1"}
-     | {f"retrain@{v}-1" for v in ("erm", "reweight", "gdro")}),
-])
+@pytest.mark.parametrize(
+    "module,expected",
+    [
+        # a change of the unlearning stage reruns unlearn only (evaluate and aggregate follow its outputs)
+        ("src/grmu/stages/unlearn.py", {"unlearn@1"}),
+        # one method's file: check_params (it checks every method's options) and unlearn, no training
+        ("src/grmu/methods/scrub.py", {"check_params", "unlearn@1"}),
+        # a change of the metric formulas reruns the evaluations and the aggregation, never training
+        # nor inference (the evaluations read the outputs the model stages saved)
+        (
+            "src/grmu/metrics.py",
+            {"aggregate"}
+            | {f"evaluate@{m}" for m in ("pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")},
+        ),
+        # the training loop: every training stage (the memorization scores train models too), nothing else
+        (
+            "src/grmu/train.py",
+            {"check_params", "memorization@1", "pretrain@1", "unlearn@1"}
+            | {f"retrain@{v}-1" for v in ("erm", "reweight", "gdro")},
+        ),
+    ],
+)
 def test_a_code_change_invalidates_exactly_the_stages_that_import_it(repo, module, expected):
     path, run = repo
     original = (path / module).read_text()
@@ -94,11 +119,14 @@ def test_exp_run_with_new_method_reruns_only_unlearn_evaluate_aggregate(repo):
     assert text.count('"avg_gap"') >= 2  # the baseline and the experiment both report it
 
 
-@pytest.mark.parametrize("override,message", [
-    ("method=scurb", "unknown method 'scurb'; valid: finetune, influence, l1_sparse, miu, neggrad, neggrad_plus, random_label, rum, salun, scrub, sharp_minmax"),
-    ("dataset=celbea", "unknown dataset 'celbea'; valid: celeba,"),
-    ("train.lr=-1", "train.lr must be a finite number > 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("method=scurb", "unknown method 'scurb'; valid: " + ", ".join(METHODS.names())),
+        ("dataset=celbea", "unknown dataset 'celbea'; valid: celeba,"),
+        ("train.lr=-1", "train.lr must be a finite number > 0, got -1"),
+    ],
+)
 def test_exp_run_with_a_bad_name_or_value_gets_grmus_message(repo, override, message):
     """Whatever DVC interpolates, check_params answers first, naming the value and the choices."""
     path, run = repo
@@ -140,7 +168,8 @@ def test_sharp_minmax_reruns_only_unlearn_and_sam_pretraining_reruns_the_referen
     # SAM pretraining: every training stage of the references (the memorization scores' models
     # train with the same settings), and the aggregation's label
     assert changed == {"check_params", "memorization@1", "pretrain@1", "aggregate"} | {
-        f"retrain@{v}-1" for v in ("erm", "reweight", "gdro")}
+        f"retrain@{v}-1" for v in ("erm", "reweight", "gdro")
+    }
     res = dvc(run, "exp", "run", "-S", "method=sharp_minmax", "-S", "unlearn.optimizer=adamw")
     assert ran_stages(res.stdout) == {"check_params", "unlearn@1", "evaluate@unlearned", "aggregate"}
     summary = json.loads((path / "metrics/summary.json").read_text())
@@ -152,8 +181,23 @@ def test_the_sharp_line_on_embedded_mnist_with_random_forget_sets(repo):
     """The sharpness-aware setup: 10 classes without groups, random forget sets, plain RETRAIN
     as the reference, SAM pretraining: EO/GA are omitted, ToW and ToW-MIA are reported."""
     path, run = repo
-    res = dvc(run, "exp", "run", "-S", "dataset=mnist", "-S", "forget.kind=random", "-S", "eval.reference=retrain_erm",
-              "-S", "train.sam.mode=min", "-S", "method=neggrad_plus", "-S", "ratios=[0.5]")
+    res = dvc(
+        run,
+        "exp",
+        "run",
+        "-S",
+        "dataset=mnist",
+        "-S",
+        "forget.kind=random",
+        "-S",
+        "eval.reference=retrain_erm",
+        "-S",
+        "train.sam.mode=min",
+        "-S",
+        "method=neggrad_plus",
+        "-S",
+        "ratios=[0.5]",
+    )
     assert {"prepare", "pretrain@1", "unlearn@1", "aggregate"} <= ran_stages(res.stdout)
     table = pd.read_csv(path / "metrics/table.csv")
     assert not {"EO", "GA", "DP", "EP"} & set(table.columns) and {"MIA_SVC", "ToW", "ToW-MIA"} <= set(table.columns)
@@ -172,9 +216,27 @@ def test_memorization_forget_sets_on_embedded_mnist(repo):
     import numpy as np
 
     path, run = repo
-    res = dvc(run, "exp", "run", "-S", "dataset=mnist", "-S", "forget.kind=memorization", "-S", "forget.level=high",
-              "-S", "forget.count=60", "-S", "ratios=[0.1]", "-S", "memorization.models=4", "-S", "method=neggrad",
-              "-S", "eval.reference=retrain_erm")
+    res = dvc(
+        run,
+        "exp",
+        "run",
+        "-S",
+        "dataset=mnist",
+        "-S",
+        "forget.kind=memorization",
+        "-S",
+        "forget.level=high",
+        "-S",
+        "forget.count=60",
+        "-S",
+        "ratios=[0.1]",
+        "-S",
+        "memorization.models=4",
+        "-S",
+        "method=neggrad",
+        "-S",
+        "eval.reference=retrain_erm",
+    )
     assert {"memorization@1", "forget_set@1", "unlearn@1", "aggregate"} <= ran_stages(res.stdout)
     forget = json.loads((path / "data/forget/1/0.1.json").read_text())
     assert forget["kind"] == "memorization" and forget["level"] == "high" and forget["score"] == "heldout"
@@ -243,8 +305,14 @@ def test_kill_9_mid_training_then_rerun_gives_the_clean_result(tmp_path):
 
     path, run = copy_repo(tmp_path / "repo", {"train": {"epochs": 8}})
     dvc(run, "repro", "prepare")
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "pretrain@1"], cwd=path, env=repo_env(path),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", "pretrain@1"],
+        cwd=path,
+        env=repo_env(path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     step = path / "logs/pretrain/1/metrics.json"
     deadline = time.time() + 120
     while not step.exists() and time.time() < deadline and proc.poll() is None:
@@ -277,9 +345,17 @@ def test_independent_stages_run_in_parallel_as_they_run_one_after_the_other(tmp_
         if mode == "serial":
             dvc(run, "repro", "--glob", *lanes)
         else:
-            procs = [subprocess.Popen([sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", "--glob", lane],
-                                      cwd=path, env=repo_env(path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True) for lane in lanes]
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", "--glob", lane],
+                    cwd=path,
+                    env=repo_env(path),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+                for lane in lanes
+            ]
             outs = [p.communicate(timeout=900)[0] for p in procs]
             assert all(p.returncode == 0 for p in procs), "\n".join(o[-2000:] for o in outs)
             assert [ran_stages(o) for o in outs] == [{f"retrain@{v}-1"} for v in ("erm", "reweight", "gdro")]

@@ -6,6 +6,7 @@ The npm tarballs come from the set-up step (`grmu plots-page`, run by .ci/run), 
 ~/.cache/grmu/npm; the tests never download anything. Without the tarballs, or without headless
 Chromium, the tests that need them are skipped with one line saying what to install; with
 CI=true (as CI sets it) they fail instead, so CI never skips them silently."""
+
 import os
 import re
 import shutil
@@ -49,6 +50,7 @@ def browser():
 
 # --------------------------------------------------------------------------- the template
 
+
 def test_the_template_inlines_the_three_libraries_and_loads_nothing(cache):
     page = plots_page.template(cache)
     assert "{plot_divs}" in page and "{refresh_tag}" in page and "{scripts}" not in page  # no CDN tags
@@ -67,8 +69,11 @@ def test_a_tarball_that_is_not_the_published_one_is_refused(cache, tmp_path):
         src = tmp_path / "x.js"
         src.write_text("alert(1)")
         tar.add(src, "package/build/vega-lite.min.js")
-    with pytest.raises(GrmuError, match=r"vega-lite-5.2.0.tgz is not vega-lite 5.2.0 as published \(sha512 "
-                                        r".*delete it and run `grmu plots-page` again$"):
+    with pytest.raises(
+        GrmuError,
+        match=r"vega-lite-5.2.0.tgz is not vega-lite 5.2.0 as published \(sha512 "
+        r".*delete it and run `grmu plots-page` again$",
+    ):
         plots_page.template(tmp_path)
 
 
@@ -85,9 +90,12 @@ def test_install_writes_the_template_and_the_local_config_only(cache, tmp_path):
 
 def test_no_npm_and_no_tarballs_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(GrmuError, match=r"^npm not found; install Node.js, or copy vega-5.20.2.tgz, "
-                                        r"vega-lite-5.2.0.tgz, vega-embed-6.18.2.tgz \(npm pack vega@5.20.2 "
-                                        r"vega-lite@5.2.0 vega-embed@6.18.2\) into "):
+    with pytest.raises(
+        GrmuError,
+        match=r"^npm not found; install Node.js, or copy vega-5.20.2.tgz, "
+        r"vega-lite-5.2.0.tgz, vega-embed-6.18.2.tgz \(npm pack vega@5.20.2 "
+        r"vega-lite@5.2.0 vega-embed@6.18.2\) into ",
+    ):
         plots_page.fetch(tmp_path / "empty")
     (tmp_path / "r").mkdir()
     with pytest.raises(GrmuError, match="is not a DVC repository"):
@@ -121,9 +129,19 @@ class _Drawn(HTMLParser):
 def render(browser: str, page: Path) -> tuple[set, list[str], set]:
     """(ids of the page's vega plots, console errors, ids drawn) with the network off: a new
     network namespace where possible, and a proxy that does not exist in any case."""
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--proxy-server=http://127.0.0.1:9",
-           "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=20000", "--enable-logging=stderr", "--v=0",
-           "--dump-dom", page.as_uri()]
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--proxy-server=http://127.0.0.1:9",
+        "--proxy-bypass-list=<-loopback>",
+        "--virtual-time-budget=20000",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0:
         cmd = ["unshare", "--net", *cmd]  # root with the right to make namespaces: no network at all
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -1,5 +1,6 @@
 """model.precision: bf16 autocast in training, unlearning and evaluation (the official ResNet
 runs), its losses in bf16 as the MIA sees them, deterministic for a seed; fp32 otherwise."""
+
 import json
 
 import numpy as np
@@ -61,8 +62,14 @@ def test_training_runs_its_forward_passes_under_autocast_and_repeats_exactly(pre
     def run(precision):
         model = new_model({**p["model"], "precision": precision}, prep, seed=3)
         hook = []
-        fit(model, prep, lambda e: [Pass("train", idx, loss, 64)], cfg, seed=3,
-            on_epoch_start=lambda e: hook.append(torch.is_autocast_enabled("cpu")))
+        fit(
+            model,
+            prep,
+            lambda e: [Pass("train", idx, loss, 64)],
+            cfg,
+            seed=3,
+            on_epoch_start=lambda e: hook.append(torch.is_autocast_enabled("cpu")),
+        )
         return {k: v.clone() for k, v in model.state_dict().items()}, hook
 
     a, hook_a = run("bf16")
@@ -81,17 +88,25 @@ def test_the_mia_sees_bf16_losses_and_two_runs_give_the_same_metrics(prep, prepa
     pretrain.run(p, prepared_dir, 0, tmp_path / "pre.pt")
     seen = []
     real = evaluate_stage.split_metrics
-    monkeypatch.setattr(evaluate_stage, "split_metrics", lambda pred, loss, *a, **k: (seen.append(loss.copy()),
-                                                                                         real(pred, loss, *a, **k))[1])
+    monkeypatch.setattr(
+        evaluate_stage,
+        "split_metrics",
+        lambda pred, loss, *a, **k: (seen.append(loss.copy()), real(pred, loss, *a, **k))[1],
+    )
     for k in (1, 2):
-        evaluate_stage.run(p, prepared_dir, tmp_path / "pre.npz", tmp_path / "f.json", "pretrain", tmp_path / f"{k}.json")
+        evaluate_stage.run(
+            p, prepared_dir, tmp_path / "pre.npz", tmp_path / "f.json", "pretrain", tmp_path / f"{k}.json"
+        )
     first, second = (json.loads((tmp_path / f"{k}.json").read_text()) for k in (1, 2))
     assert first["metrics"] == second["metrics"] and first["trained"]["model"]["precision"] == "bf16"
     assert bf16_exact(seen[0][~np.isnan(seen[0])])
     fp32 = small_params(train={"epochs": 1})
     fp32_ckpt_eval = []
-    monkeypatch.setattr(evaluate_stage, "split_metrics", lambda pred, loss, *a, **k: (fp32_ckpt_eval.append(loss),
-                                                                                         real(pred, loss, *a, **k))[1])
+    monkeypatch.setattr(
+        evaluate_stage,
+        "split_metrics",
+        lambda pred, loss, *a, **k: (fp32_ckpt_eval.append(loss), real(pred, loss, *a, **k))[1],
+    )
     pretrain.run(fp32, prepared_dir, 0, tmp_path / "pre32.pt")
     # evaluated in the precision it trained in (its stage saved its outputs), whatever params say now
     evaluate_stage.run(p, prepared_dir, tmp_path / "pre32.npz", tmp_path / "f.json", "pretrain", tmp_path / "3.json")
@@ -99,8 +114,7 @@ def test_the_mia_sees_bf16_losses_and_two_runs_give_the_same_metrics(prep, prepa
 
 
 def test_a_retrain_variant_can_train_in_its_own_precision(prep, prepared_dir, tmp_path):
-    p = small_params(model={"precision": "bf16"}, train={"epochs": 1},
-                     retrain={"gdro": {"precision": "fp32"}})
+    p = small_params(model={"precision": "bf16"}, train={"epochs": 1}, retrain={"gdro": {"precision": "fp32"}})
     forget_set(p, prepared_dir, 0.5, 0, tmp_path / "f.json")
     retrain.run(p, prepared_dir, "gdro", tmp_path / "f.json", 0, tmp_path / "gdro.pt")
     retrain.run(p, prepared_dir, "erm", tmp_path / "f.json", 0, tmp_path / "erm.pt")

@@ -1,6 +1,7 @@
 """Training protocols (grmu.protocols): choosing a dataset alone gives the paper's model,
 PRETRAIN, RETRAIN and Group-DRO settings; params.yaml still wins key by key; the stages train
 with them and record them in each checkpoint."""
+
 import copy
 from pathlib import Path
 
@@ -24,27 +25,81 @@ D = "/data/grmu"
 RESNET = {"arch": "resnet18", "width": 16, "pretrained": f"{D}/resnet18.a1_in1k.safetensors", "precision": "auto"}
 # fact sheet §4.2 (the official YAMLs), typed here from the table, not from the protocol files
 PAPER = {
-    "celeba": {"model": RESNET,
-               "train": {"epochs": 30, "batch_size": 32, "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4,
-                         "warmup_epochs": 2, "schedule": "cosine", "optimizer": "sgd", "augment": True},
-               "gdro": {"lr": 0.1, "batch_size": 256, "precision": "fp32", "eta": 0.1}},
-    "waterbirds": {"model": RESNET,
-                   "train": {"epochs": 30, "batch_size": 32, "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-3,
-                             "warmup_epochs": 2, "schedule": "const", "optimizer": "sgd", "augment": True},
-                   "gdro": {"lr": 1e-3, "batch_size": 32, "precision": "fp32", "eta": 1e-3}},
-    "fairface": {"model": RESNET,
-                 "train": {"epochs": 30, "batch_size": 32, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
-                           "warmup_epochs": 2, "schedule": "cosine", "optimizer": "sgd", "augment": True},
-                 "gdro": {"lr": 0.1, "batch_size": 32, "precision": "fp32", "eta": 1e-3}},
-    "multinli": {"model": {"arch": "bert", "width": 16, "pretrained": f"{D}/bert-base-uncased", "precision": "fp32"},
-                 "train": {"epochs": 30, "batch_size": 32, "lr": 1e-5, "weight_decay": 0.0, "warmup_epochs": 0,
-                           "schedule": "const", "optimizer": "adamw", "augment": False},
-                 "gdro": {"lr": None, "batch_size": None, "precision": None, "eta": 0.1}},  # no Group-DRO in the paper
+    "celeba": {
+        "model": RESNET,
+        "train": {
+            "epochs": 30,
+            "batch_size": 32,
+            "lr": 0.01,
+            "momentum": 0.9,
+            "weight_decay": 1e-4,
+            "warmup_epochs": 2,
+            "schedule": "cosine",
+            "optimizer": "sgd",
+            "augment": True,
+        },
+        "gdro": {"lr": 0.1, "batch_size": 256, "precision": "fp32", "eta": 0.1},
+    },
+    "waterbirds": {
+        "model": RESNET,
+        "train": {
+            "epochs": 30,
+            "batch_size": 32,
+            "lr": 0.01,
+            "momentum": 0.9,
+            "weight_decay": 1e-3,
+            "warmup_epochs": 2,
+            "schedule": "const",
+            "optimizer": "sgd",
+            "augment": True,
+        },
+        "gdro": {"lr": 1e-3, "batch_size": 32, "precision": "fp32", "eta": 1e-3},
+    },
+    "fairface": {
+        "model": RESNET,
+        "train": {
+            "epochs": 30,
+            "batch_size": 32,
+            "lr": 0.1,
+            "momentum": 0.9,
+            "weight_decay": 1e-4,
+            "warmup_epochs": 2,
+            "schedule": "cosine",
+            "optimizer": "sgd",
+            "augment": True,
+        },
+        "gdro": {"lr": 0.1, "batch_size": 32, "precision": "fp32", "eta": 1e-3},
+    },
+    "multinli": {
+        "model": {"arch": "bert", "width": 16, "pretrained": f"{D}/bert-base-uncased", "precision": "fp32"},
+        "train": {
+            "epochs": 30,
+            "batch_size": 32,
+            "lr": 1e-5,
+            "weight_decay": 0.0,
+            "warmup_epochs": 0,
+            "schedule": "const",
+            "optimizer": "adamw",
+            "augment": False,
+        },
+        "gdro": {"lr": None, "batch_size": None, "precision": None, "eta": 0.1},
+    },  # no Group-DRO in the paper
     # sharp-unlearn (its fact sheet §1): the paper's CIFAR-100 runs
-    "cifar100": {"model": {"arch": "resnet18_cifar", "width": 16, "pretrained": "none", "precision": "fp32"},
-                 "train": {"epochs": 200, "batch_size": 256, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-                           "warmup_epochs": 0, "schedule": "cosine", "optimizer": "sgd", "augment": True},
-                 "gdro": {"lr": None, "batch_size": None, "precision": None, "eta": 0.1}},
+    "cifar100": {
+        "model": {"arch": "resnet18_cifar", "width": 16, "pretrained": "none", "precision": "fp32"},
+        "train": {
+            "epochs": 200,
+            "batch_size": 256,
+            "lr": 0.1,
+            "momentum": 0.9,
+            "weight_decay": 5e-4,
+            "warmup_epochs": 0,
+            "schedule": "cosine",
+            "optimizer": "sgd",
+            "augment": True,
+        },
+        "gdro": {"lr": None, "batch_size": None, "precision": None, "eta": 0.1},
+    },
 }
 
 
@@ -73,15 +128,26 @@ def test_the_embedded_datasets_keep_the_built_in_cpu_setup():
 
 
 def test_params_beat_the_protocol_key_by_key_and_protocol_none_drops_it():
-    p = validate(raw_params(dataset="celeba", data_dir=D, train={"lr": 0.5, "sam": {"rho": 2.0}},
-                            retrain={"gdro": {"eta": 0.7}}, model={"pretrained": "none"}))
+    p = validate(
+        raw_params(
+            dataset="celeba",
+            data_dir=D,
+            train={"lr": 0.5, "sam": {"rho": 2.0}},
+            retrain={"gdro": {"eta": 0.7}},
+            model={"pretrained": "none"},
+        )
+    )
     assert p["train"]["lr"] == 0.5 and p["train"]["batch_size"] == 32 and p["train"]["epochs"] == 30
     assert p["train"]["sam"] == {"mode": "none", "rho": 2.0, "lamb": 1.0, "adaptive": False}
     assert p["retrain"]["gdro"] == {"lr": 0.1, "batch_size": 256, "precision": "fp32", "eta": 0.7}
     assert p["model"] == {"arch": "resnet18", "width": 16, "pretrained": "none", "precision": "auto"}
     _, source = P.resolve(raw_params(dataset="celeba", data_dir=D, train={"lr": 0.5}))
     assert (source["train.lr"], source["train.epochs"], source["train.sam.mode"], source["retrain.gdro.eta"]) == (
-        "params", "protocol", "default", "protocol")
+        "params",
+        "protocol",
+        "default",
+        "protocol",
+    )
     none = validate(raw_params(dataset="celeba", data_dir=D, protocol="none"))
     assert {s: none[s] for s in P.DEFAULTS} == P.DEFAULTS
     named = validate(raw_params(dataset="colored_mnist", protocol="waterbirds", data_dir=D))
@@ -136,8 +202,11 @@ def test_bad_protocols_are_refused_with_the_valid_choices(tmp_path, monkeypatch)
             P.load_protocol("c")
         (tmp_path / "d.yaml").write_text("train: {lr: 0.3, epochs: 3}\nretrain: {gdro: {eta: 0.5}}\n")
         (tmp_path / "e.yaml").write_text("base: d\ntrain: {epochs: 7}\n")
-        assert P.load_protocol("e")["values"] == {"model": {}, "train": {"lr": 0.3, "epochs": 7},
-                                                  "retrain": {"gdro": {"eta": 0.5}}}
+        assert P.load_protocol("e")["values"] == {
+            "model": {},
+            "train": {"lr": 0.3, "epochs": 7},
+            "retrain": {"gdro": {"eta": 0.5}},
+        }
         (tmp_path / "f.yaml").write_text("train: {lr: -1}\n")
         with pytest.raises(GrmuError, match=r"train.lr must be a finite number > 0, got -1"):
             validate(raw_params(protocol="f"))
@@ -172,6 +241,7 @@ def test_cli_shows_the_protocol_and_the_recipe(capsys):
 
 # --- the stages train with the protocol and record it -----------------------------------------
 
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return fx.make_weights(fx.make_all(tmp_path_factory.mktemp("raw")))
@@ -181,9 +251,17 @@ def data_dir(tmp_path_factory):
 def test_pretrain_and_gdro_train_with_the_protocol_and_record_it(name, data_dir, tmp_path, monkeypatch):
     """The stages, with ``fit`` replaced by a recorder: the model they build (ImageNet / BERT
     weights read from data_dir), the settings ``fit`` gets and what the checkpoint records."""
-    params = validate(raw_params(dataset=name, data_dir=str(data_dir), seeds=[0], ratios=[0.5],
-                                 datasets={name: {"image_size": 16}} if name != "multinli" else
-                                 {"multinli": {"max_length": 16, "source": "text"}}))
+    params = validate(
+        raw_params(
+            dataset=name,
+            data_dir=str(data_dir),
+            seeds=[0],
+            ratios=[0.5],
+            datasets={name: {"image_size": 16}}
+            if name != "multinli"
+            else {"multinli": {"max_length": 16, "source": "text"}},
+        )
+    )
     prepare(params, tmp_path / "prep")
     forget_set(params, tmp_path / "prep", 0.5, 0, tmp_path / "forget.json")
     calls = []
@@ -218,7 +296,8 @@ def test_pretrain_and_gdro_train_with_the_protocol_and_record_it(name, data_dir,
         assert info["model"]["arch"] == want["model"]["arch"]
         assert info["train"] == info_cfg
     gdro_info = torch.load(tmp_path / "gdro.pt", weights_only=True)["info"]
-    assert gdro_info["eta"] == g["eta"] and gdro_info["model"]["precision"] == (g["precision"] or
-                                                                                want["model"]["precision"])
+    assert gdro_info["eta"] == g["eta"] and gdro_info["model"]["precision"] == (
+        g["precision"] or want["model"]["precision"]
+    )
     assert pre["model"].precision == gdro["model"].precision == "fp32"  # auto on the CPU
     assert "eta" not in torch.load(tmp_path / "pre.pt", weights_only=True)["info"]

@@ -1,6 +1,7 @@
 """The "Adding a dataset" and "Adding an unlearning method" recipes of docs/contributing.md run as written:
 their code blocks are extracted, executed, and the new dataset and method go through the
 stages (prepare; forget set, pretrain, unlearn, evaluate)."""
+
 import re
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def test_readme_dataset_and_method_run_through_the_stages(readme_plugins, tmp_pa
     pretrain.run(params, tmp_path / "prep", 0, tmp_path / "pre.pt")
     info = unlearn.run(params, tmp_path / "prep", tmp_path / "pre.pt", tmp_path / "f.json", 0, tmp_path / "u.pt")
     assert info["name"] == "my_method" and info["options"] == {"ascent_weight": 1.0}
-    result = evaluate.run(params, tmp_path / "prep", tmp_path / "u.npz", tmp_path / "f.json", "unlearned",
-                          tmp_path / "u.json")
+    result = evaluate.run(
+        params, tmp_path / "prep", tmp_path / "u.npz", tmp_path / "f.json", "unlearned", tmp_path / "u.json"
+    )
     assert 0 <= result["metrics"]["UA"] <= 100

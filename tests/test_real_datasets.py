@@ -1,6 +1,7 @@
 """CelebA, Waterbirds and FairFace read from tiny fixtures in their official layouts
 (tests/fixtures_real.py): tables, splits, forget sets (incl. FairFace's 9/25-group sets), the
 stored images, the training augmentation, the pipeline on each, and clear errors."""
+
 import json
 import random
 
@@ -10,6 +11,7 @@ import torch
 
 from grmu import GrmuError
 from grmu.config import validate
+from grmu.data import get_dataset
 from grmu.prepared import Prepared, load_prepared
 from grmu.data.fairface import MULTI_GROUP_PAIRS
 from grmu.data.images import load_image
@@ -25,7 +27,8 @@ from tests import fixtures_real as fx
 from tests.conftest import small_params
 from tests.test_stage_errors import assert_one_line_error, run_stage
 
-DATASETS = ("celeba", "waterbirds", "fairface")
+# the image datasets with a fixture that sets their image size (CelebA, Waterbirds, FairFace)
+DATASETS = tuple(name for name in fx.MAKERS if "image_size" in get_dataset(name).options)
 
 
 def real_params(name, data_dir, size=16, **over):
@@ -59,6 +62,7 @@ def counts(prep, split):
 
 
 # --- tables and splits -----------------------------------------------------------------------
+
 
 def test_celeba_groups_and_official_splits(prepared):
     prep = load(prepared, "celeba")
@@ -97,11 +101,28 @@ def test_fairface_filter_bins_and_seeded_90_10_split(data_dir, prepared, tmp_pat
     got = {}
     for y, a in zip(prep.y[trval], prep.a[trval]):
         got[(int(y), int(a))] = got.get((int(y), int(a)), 0) + 1
-    assert got == {(3, 0): 10, (6, 4): 3, (1, 5): 3, (3, 5): 2, (6, 0): 2, (8, 6): 2, (4, 2): 2, (3, 6): 1,
-                   (0, 3): 4, (5, 1): 3}
+    assert got == {
+        (3, 0): 10,
+        (6, 4): 3,
+        (1, 5): 3,
+        (3, 5): 2,
+        (6, 0): 2,
+        (8, 6): 2,
+        (4, 2): 2,
+        (3, 6): 1,
+        (0, 3): 4,
+        (5, 1): 3,
+    }
     test = counts(prep, "test")
-    assert {g: n for g, n in enumerate(test) if n} == {3 * 7 + 0: 3, 6 * 7 + 4: 2, 8 * 7 + 6: 1, 0 * 7 + 3: 2,
-                                                       5 * 7 + 1: 2, 3 * 7 + 3: 2, 0 * 7 + 0: 2}
+    assert {g: n for g, n in enumerate(test) if n} == {
+        3 * 7 + 0: 3,
+        6 * 7 + 4: 2,
+        8 * 7 + 6: 1,
+        0 * 7 + 3: 2,
+        5 * 7 + 1: 2,
+        3 * 7 + 3: 2,
+        0 * 7 + 0: 2,
+    }
     # the official protocol: positions 0..n-1 of the filtered CSV shuffled by random.Random(seed)
     order = list(range(32))
     random.Random(0).shuffle(order)
@@ -147,16 +168,26 @@ def test_eval_transform_matches_torchvision_at_224(tmp_path):
 
 # --- forget sets -----------------------------------------------------------------------------
 
+
 def synthetic(train_group_counts, n_attrs=2) -> Prepared:
     g = np.repeat(np.arange(len(train_group_counts)), train_group_counts)
-    return Prepared(split=np.full(len(g), "train"), y=g // n_attrs, a=g % n_attrs, g=g, inputs=None,
-                    meta={"n_classes": len(train_group_counts) // n_attrs, "n_attrs": n_attrs})
+    return Prepared(
+        split=np.full(len(g), "train"),
+        y=g // n_attrs,
+        a=g % n_attrs,
+        g=g,
+        inputs=None,
+        meta={"n_classes": len(train_group_counts) // n_attrs, "n_attrs": n_attrs},
+    )
 
 
-@pytest.mark.parametrize("counts_,group,sizes", [
-    ([71_629, 66_874, 22_880, 1_387], [1, 1], [138, 693, 1_248]),  # CelebA: blond males
-    ([3_498, 184, 56, 1_057], [1, 0], [5, 28, 50]),                # Waterbirds: waterbirds on land
-])
+@pytest.mark.parametrize(
+    "counts_,group,sizes",
+    [
+        ([71_629, 66_874, 22_880, 1_387], [1, 1], [138, 693, 1_248]),  # CelebA: blond males
+        ([3_498, 184, 56, 1_057], [1, 0], [5, 28, 50]),  # Waterbirds: waterbirds on land
+    ],
+)
 def test_forget_sizes_of_the_real_train_groups(counts_, group, sizes):
     prep = synthetic(counts_)
     assert [len(sample_forget(prep, [group], r, 0)) for r in (0.1, 0.5, 0.9)] == sizes
@@ -191,10 +222,13 @@ def test_multi_group_pairs_give_9_and_25_groups():
     assert {tuple(g) for g in twenty_five} == {(y, a) for y in (3, 6, 1, 8, 4) for a in (0, 4, 5, 6, 2)}
 
 
-@pytest.mark.parametrize("k,cells", [
-    (3, {(3, 0), (6, 4), (1, 5), (3, 5), (6, 0)}),
-    (5, {(3, 0), (6, 4), (1, 5), (3, 5), (6, 0), (8, 6), (4, 2), (3, 6)}),
-])
+@pytest.mark.parametrize(
+    "k,cells",
+    [
+        (3, {(3, 0), (6, 4), (1, 5), (3, 5), (6, 0)}),
+        (5, {(3, 0), (6, 4), (1, 5), (3, 5), (6, 0), (8, 6), (4, 2), (3, 6)}),
+    ],
+)
 def test_fairface_multi_group_forget_set_is_drawn_from_the_union(prepared, tmp_path, k, cells):
     prep = load(prepared, "fairface")
     p = real_params("fairface", "unused")
@@ -227,6 +261,7 @@ def test_multi_group_is_refused_where_it_does_not_apply(prepared, tmp_path):
 
 # --- training augmentation -------------------------------------------------------------------
 
+
 def test_real_datasets_train_with_crop_flip_and_colored_mnist_keeps_shift(prepared, prep):
     assert train_augmentation(load(prepared, "celeba")) is random_resized_crop_flip
     assert train_augmentation(prep) is random_shift  # colored_mnist: meta has no "augment"
@@ -239,8 +274,9 @@ def test_crop_flip_matches_torchvision_resized_crop_and_flip():
     for flip_p in (0.0, 1.0):
         out = random_resized_crop_flip(x, torch.Generator().manual_seed(5), flip_p=flip_p)
         top, left, h, w = _crop_boxes(12, 20, 16, torch.Generator().manual_seed(5), (0.08, 1.0), (3 / 4, 4 / 3))
-        ref = torch.stack([TF.resized_crop(x[i], int(top[i]), int(left[i]), int(h[i]), int(w[i]), [20, 16])
-                           for i in range(12)])
+        ref = torch.stack(
+            [TF.resized_crop(x[i], int(top[i]), int(left[i]), int(h[i]), int(w[i]), [20, 16]) for i in range(12)]
+        )
         torch.testing.assert_close(out, ref.flip(-1) if flip_p else ref, atol=1e-5, rtol=0)
     assert (h * w <= 20 * 16).all() and (h * w >= 1).all()
 
@@ -258,6 +294,7 @@ def test_crop_flip_is_seeded_and_varies_per_image():
 
 
 # --- the pipeline on each fixture ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", DATASETS)
 def test_pipeline_runs_on_each_fixture(prepared, tmp_path, name):
@@ -314,6 +351,7 @@ def test_large_datasets_decode_into_a_file_backed_buffer(data_dir, tmp_path, mon
 
 # --- clear errors ----------------------------------------------------------------------------
 
+
 def broken(tmp_path, name, breaker):
     """A fresh fixture of ``name`` under tmp_path/raw, damaged by ``breaker(base_folder)``."""
     base = fx.MAKERS[name](tmp_path / "raw")
@@ -332,19 +370,27 @@ def expect_error(tmp_path, name, root, *fragments):
     assert not out.exists() or not any(out.iterdir())
 
 
-@pytest.mark.parametrize("name,folder,hint", [
-    ("celeba", "celeba", "mmlab.ie.cuhk.edu.hk"),
-    ("waterbirds", "waterbird_complete95_forest2water2", "waterbird_complete95_forest2water2.tar.gz"),
-    ("fairface", "fairface", "github.com/joojs/fairface"),
-])
+@pytest.mark.parametrize(
+    "name,folder,hint",
+    [
+        ("celeba", "celeba", "mmlab.ie.cuhk.edu.hk"),
+        ("waterbirds", "waterbird_complete95_forest2water2", "waterbird_complete95_forest2water2.tar.gz"),
+        ("fairface", "fairface", "github.com/joojs/fairface"),
+    ],
+)
 def test_missing_dataset_folder_says_where_and_how(tmp_path, name, folder, hint):
     expect_error(tmp_path, name, tmp_path / "nowhere", f"expected the folder {tmp_path / 'nowhere' / folder}", hint)
 
 
-@pytest.mark.parametrize("name,rel", [
-    ("celeba", "list_eval_partition.txt"), ("celeba", "list_attr_celeba.txt"),
-    ("waterbirds", "metadata.csv"), ("fairface", "fairface_label_val.csv"),
-])
+@pytest.mark.parametrize(
+    "name,rel",
+    [
+        ("celeba", "list_eval_partition.txt"),
+        ("celeba", "list_attr_celeba.txt"),
+        ("waterbirds", "metadata.csv"),
+        ("fairface", "fairface_label_val.csv"),
+    ],
+)
 def test_missing_file_names_it(tmp_path, name, rel):
     root = broken(tmp_path, name, lambda base: (base / rel).unlink())
     expect_error(tmp_path, name, root, "not found: expected the file", rel)
@@ -362,13 +408,22 @@ def _rename_attr(path):
     path.write_text("\n".join(lines))
 
 
-@pytest.mark.parametrize("name,breaker,fragments", [
-    ("waterbirds", lambda b: _drop_column(b / "metadata.csv", "place"), ["metadata.csv lacks column(s) place",
-                                                                        "img_filename, y, split, place"]),
-    ("fairface", lambda b: _drop_column(b / "fairface_label_train.csv", "service_test"),
-     ["fairface_label_train.csv lacks column(s) service_test"]),
-    ("celeba", lambda b: _rename_attr(b / "list_attr_celeba.txt"), ["lacks attribute column(s) Blond_Hair"]),
-])
+@pytest.mark.parametrize(
+    "name,breaker,fragments",
+    [
+        (
+            "waterbirds",
+            lambda b: _drop_column(b / "metadata.csv", "place"),
+            ["metadata.csv lacks column(s) place", "img_filename, y, split, place"],
+        ),
+        (
+            "fairface",
+            lambda b: _drop_column(b / "fairface_label_train.csv", "service_test"),
+            ["fairface_label_train.csv lacks column(s) service_test"],
+        ),
+        ("celeba", lambda b: _rename_attr(b / "list_attr_celeba.txt"), ["lacks attribute column(s) Blond_Hair"]),
+    ],
+)
 def test_wrong_column_is_named(tmp_path, name, breaker, fragments):
     expect_error(tmp_path, name, broken(tmp_path, name, breaker), *fragments)
 
@@ -378,8 +433,13 @@ def test_unknown_label_value_is_named(tmp_path):
         path = base / "fairface_label_val.csv"
         path.write_text(path.read_text().replace("East Asian", "Martian"))
 
-    expect_error(tmp_path, "fairface", broken(tmp_path, "fairface", martian), "column 'race' has the value 'Martian'",
-                 "valid: Black, Southeast Asian")
+    expect_error(
+        tmp_path,
+        "fairface",
+        broken(tmp_path, "fairface", martian),
+        "column 'race' has the value 'Martian'",
+        "valid: Black, Southeast Asian",
+    )
 
 
 def test_corrupt_and_missing_images_are_named(tmp_path):
@@ -415,12 +475,16 @@ def test_prepare_stage_fails_in_one_line_and_writes_nothing(tmp_path):
 
 # --- end to end: `dvc exp run` on a fixture --------------------------------------------------
 
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name,extra,n_groups,pool", [
-    ("celeba", [], 1, 6),       # the fixture's 6 training blond males
-    ("waterbirds", [], 1, 4),   # its 4 waterbirds on land
-    ("fairface", ["-S", "forget.multi_group=3"], 9, None),  # the pool depends on the seeded 90/10 split
-])
+@pytest.mark.parametrize(
+    "name,extra,n_groups,pool",
+    [
+        ("celeba", [], 1, 6),  # the fixture's 6 training blond males
+        ("waterbirds", [], 1, 4),  # its 4 waterbirds on land
+        ("fairface", ["-S", "forget.multi_group=3"], 9, None),  # the pool depends on the seeded 90/10 split
+    ],
+)
 def test_dvc_exp_run_on_a_real_dataset_fixture(tmp_path, name, extra, n_groups, pool):
     """The dataset's training protocol as is (nothing shrunk but the images): ResNet-18 from the
     fixture's weights, the paper's epochs, lr, batch, schedule and Group-DRO settings, recorded in
@@ -431,11 +495,28 @@ def test_dvc_exp_run_on_a_real_dataset_fixture(tmp_path, name, extra, n_groups, 
     root = fx.make_weights(fx.MAKERS[name](tmp_path / "raw").parent)
     protocol = {"model": {"width": None}, "train": {"epochs": None, "batch_size": None, "warmup_epochs": None}}
     path, run = copy_repo(tmp_path / "repo", {"ratios": [0.5], **protocol})
-    res = dvc(run, "exp", "run", "-S", f"dataset={name}", "-S", f"data_dir={root}",
-              "-S", f"datasets.{name}.image_size=16", *extra)
+    res = dvc(
+        run,
+        "exp",
+        "run",
+        "-S",
+        f"dataset={name}",
+        "-S",
+        f"data_dir={root}",
+        "-S",
+        f"datasets.{name}.image_size=16",
+        *extra,
+    )
     stages = ran_stages(res.stdout)
-    assert {"prepare", "forget_set@1", "pretrain@1", "retrain@reweight-1", "unlearn@1", "evaluate@unlearned",
-            "aggregate"} <= stages
+    assert {
+        "prepare",
+        "forget_set@1",
+        "pretrain@1",
+        "retrain@reweight-1",
+        "unlearn@1",
+        "evaluate@unlearned",
+        "aggregate",
+    } <= stages
     meta = json.loads((path / "data/prepared/meta.json").read_text())
     assert meta["dataset"] == name and meta["input_shape"] == [3, 16, 16]
     forget = json.loads((path / "data/forget/1/0.5.json").read_text())
@@ -451,4 +532,8 @@ def test_dvc_exp_run_on_a_real_dataset_fixture(tmp_path, name, extra, n_groups, 
     assert {k: pre["train"][k] for k in want["train"]} == want["train"] and len(pre["history"]) == 30
     g = want["gdro"]
     assert (gdro["train"]["lr"], gdro["train"]["batch_size"], gdro["eta"], gdro["model"]["precision"]) == (
-        g["lr"], g["batch_size"], g["eta"], g["precision"])
+        g["lr"],
+        g["batch_size"],
+        g["eta"],
+        g["precision"],
+    )

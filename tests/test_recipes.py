@@ -1,5 +1,6 @@
 """Recipes: per-dataset, per-method, per-ratio unlearning hyperparameters, and the rule that a
 value given in params.yaml always wins over the recipe."""
+
 import pytest
 
 from grmu import GrmuError
@@ -52,7 +53,11 @@ def test_fairface_multi_group_entries_replace_the_single_group_ones():
     p = params(**base)
     p["forget"] = {**p["forget"], "multi_group": 5}  # FairFace's 25-group forget set
     g5 = resolve(p, get_method("miu").options, 0.5)
-    assert (single["unlearn"]["lr"], single["unlearn"]["schedule"], single["options"]["mine_lr"]) == (0.1, "cosine", 1e-3)
+    assert (single["unlearn"]["lr"], single["unlearn"]["schedule"], single["options"]["mine_lr"]) == (
+        0.1,
+        "cosine",
+        1e-3,
+    )
     assert (g5["unlearn"]["lr"], g5["unlearn"]["schedule"], g5["options"]["mine_lr"]) == (0.01, "const", 0.01)
 
 
@@ -106,7 +111,9 @@ def test_a_recipe_can_start_from_another(tmp_path, monkeypatch):
         (tmp_path / "c.yaml").write_text("bsae: a\n")
         unl, _ = R.recipe_values("b", {"method": "finetune"})
         assert unl == {"lr": 0.1, "epochs": 2}  # the base's epochs, this file's lr
-        with pytest.raises(GrmuError, match=r"recipe c: unknown key\(s\) \['bsae'\]; valid: \['base', 'description', 'entries'\]"):
+        with pytest.raises(
+            GrmuError, match=r"recipe c: unknown key\(s\) \['bsae'\]; valid: \['base', 'description', 'entries'\]"
+        ):
             R.load_recipe("c")
     finally:
         R.load_recipe.cache_clear()

@@ -3,6 +3,7 @@ bucket on a loopback moto server. Repo A (a shrunk temp copy of this repository)
 pipeline once and pushes; plain git clones of A pull, reproduce nothing and get byte-identical
 checkpoints; an experiment goes from a clone back to A with `dvc exp push` and on to another
 clone with `dvc exp pull`, and the pushed run-cache spares a third clone the unlearning run."""
+
 from __future__ import annotations
 
 import logging
@@ -19,10 +20,21 @@ pytestmark = pytest.mark.slow
 UP_TO_DATE = "Data and pipelines are up to date"
 BUCKET = "grmu-team"
 # fake credentials only, so that a developer's real AWS settings never reach the loopback server
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "NO_PROXY": "127.0.0.1,localhost"}
-AWS_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
-             "AWS_ENDPOINT_URL_S3", "AWS_REGION")
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "NO_PROXY": "127.0.0.1,localhost",
+}
+AWS_UNSET = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+)
 OVER = {"ratios": [1.0]}  # SHRUNK with one ratio
 EXP = "l1"
 EXP_STAGES = {"check_params", "unlearn@1", "evaluate@unlearned", "aggregate"}
@@ -59,8 +71,13 @@ def s3_endpoint():
     try:
         host, port = server.get_host_and_port()
         url = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-                     aws_secret_access_key="testing").create_bucket(Bucket=BUCKET)
+        boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_bucket(Bucket=BUCKET)
         yield url
     finally:
         server.stop()
@@ -185,7 +202,10 @@ def test_two_machines_split_the_stages_through_a_shared_remote(tmp_path):
 
     dvc(run_a, "repro", "forget_set", "pretrain")
     assert ran_stages(dvc(run_a, "repro", "--single-item", "--glob", "retrain@*").stdout) == {
-        "retrain@erm-1", "retrain@reweight-1", "retrain@gdro-1"}
+        "retrain@erm-1",
+        "retrain@reweight-1",
+        "retrain@gdro-1",
+    }
     dvc(run_a, "push", "--run-cache")
 
     # memorization@1 writes a plot with cache: false, so the run-cache cannot restore it: it runs
@@ -196,7 +216,8 @@ def test_two_machines_split_the_stages_through_a_shared_remote(tmp_path):
 
     finish = ran_stages(dvc(run_a, "repro", "--pull").stdout)
     assert finish == {"aggregate"} | {
-        f"evaluate@{m}" for m in ("pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")}
+        f"evaluate@{m}" for m in ("pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")
+    }
     assert UP_TO_DATE in dvc(run_a, "status").stdout
     for f in ("models/unlearned/1/1.0.pt", "models/unlearned/1/1.0.npz", "models/pretrain/1.pt"):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f

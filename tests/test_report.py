@@ -1,7 +1,7 @@
 """Aggregation: deltas against RETRAIN+REWEIGHT of the same seed, then mean ± std over seeds."""
+
 import json
 
-import pandas as pd
 import pytest
 
 from grmu.report.gaps import MODELS, add_gaps, collect, summary_json
@@ -44,21 +44,23 @@ def test_tow_mia_and_the_reference_model_choice(evals):
     df = add_gaps(collect(evals, [0.5], [0, 1]))
     unl = df[df["model"] == "unlearned"].set_index("seed")
     # |Δ| = 2 on RA, TA and on MIA_SVC (100 - value): 100 * 0.98^3 in both seeds
-    assert unl.loc[0, "ToW_MIA"] == pytest.approx(100 * 0.98 ** 3)
+    assert unl.loc[0, "ToW_MIA"] == pytest.approx(100 * 0.98**3)
     # against plain RETRAIN (40 everywhere, MIA_SVC 60): |Δ| = 12 / 18 in seeds 0 / 1
     erm = add_gaps(collect(evals, [0.5], [0, 1]), "retrain_erm")
     unl = erm[erm["model"] == "unlearned"].set_index("seed")
     assert list(unl["avg_gap"]) == [88.0, 82.0]
-    assert unl.loc[1, "ToW"] == pytest.approx(100 * 0.82 ** 3)
-    assert unl.loc[0, "ToW_MIA"] == pytest.approx(100 * 0.88 ** 3)
+    assert unl.loc[1, "ToW"] == pytest.approx(100 * 0.82**3)
+    assert unl.loc[0, "ToW_MIA"] == pytest.approx(100 * 0.88**3)
     s = summary_json(erm, "scrub", False, "retrain_erm")
     assert s["reference"] == "retrain_erm" and s["avg_gap"] == 85.0 and s["avg_gap_std"] == 3.0
-    assert s["ToW"] == pytest.approx(round(100 * (0.88 ** 3 + 0.82 ** 3) / 2, 3))
+    assert s["ToW"] == pytest.approx(round(100 * (0.88**3 + 0.82**3) / 2, 3))
     assert "avg_gap" in s["r0.5"]["retrain_reweight"] and "avg_gap" not in s["r0.5"]["retrain_erm"]
     table = summary_table(erm, labels_for("scrub", False), "retrain_erm")
     assert table[table["model"] == "RETRAIN"].iloc[0]["ToW"] == "–"
-    assert table[table["model"] == "SCRUB"].iloc[0]["ToW"] == f"{100 * (0.88 ** 3 + 0.82 ** 3) / 2:.1f} ± " \
-        f"{100 * (0.88 ** 3 - 0.82 ** 3) / 2:.1f}"
+    assert (
+        table[table["model"] == "SCRUB"].iloc[0]["ToW"] == f"{100 * (0.88**3 + 0.82**3) / 2:.1f} ± "
+        f"{100 * (0.88**3 - 0.82**3) / 2:.1f}"
+    )
 
 
 def test_an_unknown_reference_is_refused(evals):
@@ -107,7 +109,9 @@ def test_overall_gap_is_mean_over_seeds_of_each_seeds_mean_over_ratios(tmp_path)
     97 and 95 -> 96 ± 1, and pooled-std differs too."""
     for ratio, seed, delta in [(0.5, 0, 2.0), (0.9, 0, 6.0), (0.5, 1, 4.0), (0.9, 1, 4.0)]:
         for model in MODELS:
-            write_eval(tmp_path, model, ratio, seed, {"retrain_reweight": 50.0, "unlearned": 50.0 + delta}.get(model, 40.0))
+            write_eval(
+                tmp_path, model, ratio, seed, {"retrain_reweight": 50.0, "unlearned": 50.0 + delta}.get(model, 40.0)
+            )
     df = add_gaps(collect(tmp_path, [0.5, 0.9], [0, 1]))
     s = summary_json(df, "finetune", False)
     assert s["avg_gap"] == 96.0 and s["avg_gap_std"] == 0.0
@@ -137,14 +141,38 @@ def test_report_groups_references_by_pretraining_and_labels_every_row(evals):
     sharp = per_seed.copy()
     sharp.loc[sharp["model"] == "retrain_erm", "RA"] = 77.0  # the SAM group's own references
     exps = [
-        {"name": "a", "method": "finetune", "reweight": False, "pretrain": "plain", "unlearn_sam": "plain",
-         "per_seed": per_seed},
-        {"name": "b", "method": "neggrad", "reweight": False, "pretrain": "SAM-min rho=0.1", "unlearn_sam": "plain",
-         "per_seed": sharp},
-        {"name": "c", "method": "neggrad", "reweight": False, "pretrain": "plain", "unlearn_sam": "SAM-min rho=0.05",
-         "per_seed": per_seed},
-        {"name": "d", "method": "finetune", "reweight": False, "pretrain": "plain", "unlearn_sam": "plain",
-         "per_seed": per_seed},  # same label as "a": dropped
+        {
+            "name": "a",
+            "method": "finetune",
+            "reweight": False,
+            "pretrain": "plain",
+            "unlearn_sam": "plain",
+            "per_seed": per_seed,
+        },
+        {
+            "name": "b",
+            "method": "neggrad",
+            "reweight": False,
+            "pretrain": "SAM-min rho=0.1",
+            "unlearn_sam": "plain",
+            "per_seed": sharp,
+        },
+        {
+            "name": "c",
+            "method": "neggrad",
+            "reweight": False,
+            "pretrain": "plain",
+            "unlearn_sam": "SAM-min rho=0.05",
+            "per_seed": per_seed,
+        },
+        {
+            "name": "d",
+            "method": "finetune",
+            "reweight": False,
+            "pretrain": "plain",
+            "unlearn_sam": "plain",
+            "per_seed": per_seed,
+        },  # same label as "a": dropped
     ]
     df, labels = compare(exps)
     assert labels["retrain_erm@SAM-min rho=0.1"] == "RETRAIN [pretrain SAM-min rho=0.1]"
@@ -168,10 +196,20 @@ def test_report_groups_references_by_forget_set_kind(evals):
     high = per_seed.copy()
     high.loc[high["model"] == "retrain_erm", "RA"] = 66.0  # the high-memorization forget sets' own RETRAIN
     exps = [
-        {"name": "a", "method": "finetune", "reweight": False, "forget": "memorization low by heldout",
-         "per_seed": per_seed},
-        {"name": "b", "method": "finetune", "reweight": False, "forget": "memorization high by heldout",
-         "per_seed": high},
+        {
+            "name": "a",
+            "method": "finetune",
+            "reweight": False,
+            "forget": "memorization low by heldout",
+            "per_seed": per_seed,
+        },
+        {
+            "name": "b",
+            "method": "finetune",
+            "reweight": False,
+            "forget": "memorization high by heldout",
+            "per_seed": high,
+        },
     ]
     df, labels = compare(exps)
     assert labels["retrain_erm@memorization high by heldout"] == "RETRAIN [forget memorization high by heldout]"
@@ -219,7 +257,11 @@ def test_report_keeps_one_dataset():
     from grmu import GrmuError
     from grmu.report.compare import of_dataset
 
-    exps = [{"name": "a", "dataset": "mnist"}, {"name": "b", "dataset": "colored_mnist"}, {"name": "c", "dataset": "mnist"}]
+    exps = [
+        {"name": "a", "dataset": "mnist"},
+        {"name": "b", "dataset": "colored_mnist"},
+        {"name": "c", "dataset": "mnist"},
+    ]
     assert [e["name"] for e in of_dataset(exps, None)] == ["a", "c"]
     assert [e["name"] for e in of_dataset(exps, "colored_mnist")] == ["b"]
     with pytest.raises(GrmuError, match="no results on dataset 'cifar10'; the results are on: colored_mnist, mnist"):

@@ -21,7 +21,10 @@ def test_reweight_changes_the_sampled_group_mix():
     gen = torch.Generator().manual_seed(0)
     plain = Pass("r", idx).order(gen).numpy()
     rw = Pass("r", idx, weights=reweight_weights(g_train, g_rem, 3)).order(gen).numpy()
-    share = lambda order: (g_rem[order] == 2).mean()
+
+    def share(order):
+        return (g_rem[order] == 2).mean()
+
     assert share(plain) == 10 / 910
     assert abs(share(rw) - 0.1) < 0.03  # back to the original 10%
 
@@ -40,8 +43,9 @@ def test_group_dro_upweights_the_worst_group():
     for _ in range(5):
         loss = dro(logits, y, g)
     assert dro.q[1] > 0.9 and torch.isclose(dro.q.sum(), torch.tensor(1.0))
-    per_group = torch.stack([torch.nn.functional.cross_entropy(logits[:2], y[:2]),
-                             torch.nn.functional.cross_entropy(logits[2:], y[2:])])
+    per_group = torch.stack(
+        [torch.nn.functional.cross_entropy(logits[:2], y[:2]), torch.nn.functional.cross_entropy(logits[2:], y[2:])]
+    )
     assert torch.isclose(loss, (dro.q * per_group).sum())
 
 

@@ -1,5 +1,6 @@
 """SAM / ASAM (grmu.sam) inside the training loop: hand-computed steps on a 2-parameter model,
 BatchNorm statistics, Group-DRO state, the settings in params and recipes."""
+
 import copy
 import math
 
@@ -52,10 +53,17 @@ def sam(mode="min", rho=0.1, lamb=1.0, adaptive=False):
 DUMMY = [torch.zeros(1), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)]
 
 
-@pytest.mark.parametrize("mode,rho,lamb,adaptive", [
-    ("min", 0.3, 1.0, False), ("max", 0.3, 1.0, False), ("min", 0.5, 0.4, False), ("max", 0.2, 2.5, False),
-    ("min", 0.7, 1.0, True), ("max", 0.4, 0.6, True),
-])
+@pytest.mark.parametrize(
+    "mode,rho,lamb,adaptive",
+    [
+        ("min", 0.3, 1.0, False),
+        ("max", 0.3, 1.0, False),
+        ("min", 0.5, 0.4, False),
+        ("max", 0.2, 2.5, False),
+        ("min", 0.7, 1.0, True),
+        ("max", 0.4, 0.6, True),
+    ],
+)
 def test_a_sam_step_equals_the_hand_computed_step(mode, rho, lamb, adaptive):
     a, b, lr = 1.3, -0.7, 0.05
     model = Two(a, b)
@@ -102,7 +110,7 @@ def test_the_norm_is_global_over_all_parameters():
         return net(x).pow(2).mean()
 
     sam_gradient(net, closure, sam("min", 0.5))
-    norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+    norm = torch.sqrt(sum((gi**2).sum() for gi in g))
     for e, gi in zip(seen["eps"], g):
         assert torch.allclose(e, 0.5 * gi / norm, atol=1e-7)
 
@@ -130,8 +138,13 @@ def test_group_dro_weights_move_once_per_batch_under_sam():
     x, y, g = torch.randn(12, 4), torch.randint(0, 2, (12,)), torch.arange(12) % 3
     dro, once = GroupDRO(3, 0.5), GroupDRO(3, 0.5)
     once(net(x), y, g)  # the q after exactly one update at the unperturbed weights
-    update(net, Step(lambda m, x, y, g: dro(m(x), y, g)), [x, y, g], torch.optim.SGD(net.parameters(), lr=0.1),
-           sam("min", 0.5))
+    update(
+        net,
+        Step(lambda m, x, y, g: dro(m(x), y, g)),
+        [x, y, g],
+        torch.optim.SGD(net.parameters(), lr=0.1),
+        sam("min", 0.5),
+    )
     assert torch.allclose(dro.q, once.q)
 
 
@@ -147,8 +160,16 @@ def test_sam_in_fit_costs_two_passes_and_none_is_plain_training(prep):
     def run(sam_cfg):
         torch.manual_seed(0)
         model = build_model({"arch": "small_cnn", "width": 4}, prep.n_classes, prep.meta["input_shape"])
-        cfg = {"epochs": 1, "batch_size": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "warmup_epochs": 0,
-               "schedule": "cosine", "augment": True}
+        cfg = {
+            "epochs": 1,
+            "batch_size": 64,
+            "lr": 0.05,
+            "momentum": 0.9,
+            "weight_decay": 5e-4,
+            "warmup_epochs": 0,
+            "schedule": "cosine",
+            "augment": True,
+        }
         if sam_cfg is not None:
             cfg["sam"] = sam_cfg
         calls["n"] = 0

@@ -1,5 +1,6 @@
 """No artifact is ever loaded in a way that can run code: a poisoned checkpoint, prepared
 inputs file or pretrained-weights file is refused with one line, and its payload never runs."""
+
 import os
 import shutil
 import subprocess
@@ -44,8 +45,10 @@ def test_payload_would_run_without_weights_only(tmp_path):
     assert marker.exists()
 
 
-@pytest.mark.parametrize("wrap", [lambda p: p, lambda p: {"state_dict": {"w": p}, "info": {}},
-                                  lambda p: {"state_dict": {}, "info": {"run": p}}])
+@pytest.mark.parametrize(
+    "wrap",
+    [lambda p: p, lambda p: {"state_dict": {"w": p}, "info": {}}, lambda p: {"state_dict": {}, "info": {"run": p}}],
+)
 def test_poisoned_checkpoint_is_refused(tmp_path, wrap):
     marker = tmp_path / "ran"
     poison(tmp_path / "m.pt", marker, wrap)
@@ -104,10 +107,27 @@ def test_a_stage_refuses_a_poisoned_checkpoint_in_one_line(prepared_dir, tmp_pat
     poison(tmp_path / "m.pt", marker, lambda p: {"state_dict": {}, "info": p})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(small_params(ratios=[0.5])))
     out = tmp_path / "u"
-    res = subprocess.run([sys.executable, str(ROOT / "stages" / "unlearn.py"), "--params", str(tmp_path / "params.yaml"),
-                          "--prepared", str(prepared_dir), "--pretrained", str(tmp_path / "m.pt"), "--seed", "0",
-                          "--forget", str(tmp_path / "forget"), "--out", str(out)], capture_output=True, text=True,
-                         cwd=ROOT)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "stages" / "unlearn.py"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--prepared",
+            str(prepared_dir),
+            "--pretrained",
+            str(tmp_path / "m.pt"),
+            "--seed",
+            "0",
+            "--forget",
+            str(tmp_path / "forget"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert res.returncode == 2, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "cannot load checkpoint" in res.stderr
     assert not out.exists() and not marker.exists()
@@ -135,6 +155,8 @@ def test_no_unsafe_torch_load_in_the_code():
     """Every torch.load in the project names weights_only=True."""
     import re
 
-    for path in list((ROOT / "src").rglob("*.py")) + list((ROOT / "stages").glob("*.py")) + list((ROOT / "bench").glob("*.py")):
+    for path in (
+        list((ROOT / "src").rglob("*.py")) + list((ROOT / "stages").glob("*.py")) + list((ROOT / "bench").glob("*.py"))
+    ):
         for call in re.findall(r"torch\.load\([^)]*\)", path.read_text()):
             assert "weights_only=True" in call, f"{path}: {call}"

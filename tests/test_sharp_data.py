@@ -1,6 +1,7 @@
 """The sharp-unlearn line's data: CIFAR-10/100 in the official python layout (read without
 running pickle code), the embedded 10-class mnist, CIFAR augmentation and ResNet-18, and the
 metrics of datasets without a group attribute."""
+
 import os
 import pickle
 
@@ -14,40 +15,7 @@ from grmu.data import get_dataset
 from grmu.data.cifar import validation_split
 from grmu.metrics import EVAL_SETS, split_metrics
 from grmu.models import build_model
-
-PER_CLASS = {"cifar10": 20, "cifar100": 10}  # training images per class in the fixture
-
-
-def images(n, seed):
-    return np.random.default_rng(seed).integers(0, 256, (n, 3072), dtype=np.uint8)
-
-
-def write_cifar(root, name):
-    """A small CIFAR folder in the official layout: python-2-style pickles with bytes keys."""
-    if name == "cifar10":
-        folder = root / "cifar-10-batches-py"
-        folder.mkdir(parents=True)
-        labels = np.repeat(np.arange(10), PER_CLASS[name])
-        np.random.default_rng(0).shuffle(labels)
-        for i, part in enumerate(np.array_split(np.arange(len(labels)), 5)):
-            batch = {b"batch_label": b"training batch", b"labels": labels[part].tolist(),
-                     b"data": images(len(part), i), b"filenames": [b"x.png"] * len(part)}
-            (folder / f"data_batch_{i + 1}").write_bytes(pickle.dumps(batch, protocol=2))
-        test = {b"labels": list(range(10)) * 3, b"data": images(30, 9)}
-        (folder / "test_batch").write_bytes(pickle.dumps(test, protocol=2))
-        meta = {b"label_names": [f"c{i}".encode() for i in range(10)], b"num_vis": 3072}
-        (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-        return folder, labels
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    labels = np.repeat(np.arange(100), PER_CLASS[name])
-    np.random.default_rng(1).shuffle(labels)
-    train = {b"fine_labels": labels.tolist(), b"coarse_labels": (labels // 5).tolist(), b"data": images(len(labels), 1)}
-    (folder / "train").write_bytes(pickle.dumps(train, protocol=2))
-    (folder / "test").write_bytes(pickle.dumps({b"fine_labels": list(range(100)), b"data": images(100, 2)}, protocol=2))
-    meta = {b"fine_label_names": [f"f{i}".encode() for i in range(100)], b"coarse_label_names": [b"x"] * 20}
-    (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return folder, labels
+from tests.fixtures_real import CIFAR_PER_CLASS, cifar_pixels, write_cifar
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
@@ -64,7 +32,7 @@ def test_cifar_prepares_from_the_official_layout(tmp_path, name):
     val = np.flatnonzero(split == "val")
     # 10% of every class, drawn per class in class order with RandomState(split_seed)
     assert np.array_equal(np.sort(val), np.sort(validation_split(labels, 2, n_classes)))
-    assert all((labels[val] == c).sum() == PER_CLASS[name] // 10 for c in range(n_classes))
+    assert all((labels[val] == c).sum() == CIFAR_PER_CLASS[name] // 10 for c in range(n_classes))
     assert (table["y"].to_numpy()[:n_train] == labels).all() and (table["a"] == 0).all()
     first = pickle.loads((folder / ("data_batch_1" if name == "cifar10" else "train")).read_bytes())[b"data"][0]
     assert np.array_equal(inputs[0].numpy().reshape(-1), first)  # CHW order as stored
@@ -107,7 +75,7 @@ def test_missing_or_damaged_cifar_files_get_one_line(tmp_path):
     (folder / "test_batch").unlink()
     with pytest.raises(GrmuError, match="CIFAR file test_batch not found"):
         get_dataset("cifar10").build({"split_seed": 2}, tmp_path)
-    (folder / "test_batch").write_bytes(pickle.dumps({b"labels": [0, 11], b"data": images(2, 0)}, protocol=2))
+    (folder / "test_batch").write_bytes(pickle.dumps({b"labels": [0, 11], b"data": cifar_pixels(2, 0)}, protocol=2))
     with pytest.raises(GrmuError, match="'labels' must hold one label in 0..9 per image"):
         get_dataset("cifar10").build({"split_seed": 2}, tmp_path)
     with pytest.raises(GrmuError, match="split_seed must be a non-negative integer, got -1"):
@@ -131,7 +99,7 @@ def test_crop_pad_flip_is_a_padded_crop_then_a_flip():
     flips = 0
     for out in outs:
         for i in range(2):
-            crops = [padded[i, :, dy:dy + 6, dx:dx + 6] for dy in range(5) for dx in range(5)]
+            crops = [padded[i, :, dy : dy + 6, dx : dx + 6] for dy in range(5) for dx in range(5)]
             plain = any(torch.equal(out[i], c) for c in crops)
             flipped = any(torch.equal(out[i], c.flip(-1)) for c in crops)
             assert plain or flipped

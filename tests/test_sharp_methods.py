@@ -1,5 +1,6 @@
 """The sharp-unlearn family's methods: NegGrad, NegGrad+, random labels, influence (WoodFisher)
 and Sharp MinMax, on the tiny model and split of tests/test_methods.py."""
+
 import copy
 
 import numpy as np
@@ -26,6 +27,7 @@ def forget_ce(model, prep, idx):
 
 # --------------------------------------------------------------------------- NegGrad
 
+
 def test_neggrad_raises_the_forget_loss_and_reads_only_the_forget_set(prep, split, pretrained):
     forget, remaining = split
     ctx = make_ctx(prep, split, pretrained, "neggrad", cfg=unlearn_cfg(lr=0.01, momentum=0.0, epochs=1))
@@ -37,6 +39,7 @@ def test_neggrad_raises_the_forget_loss_and_reads_only_the_forget_set(prep, spli
 
 
 # --------------------------------------------------------------------------- NegGrad+
+
 
 def test_neggrad_plus_loss_is_alpha_weighted_descent_minus_ascent(prep, split, pretrained):
     forget, remaining = split
@@ -68,7 +71,7 @@ def test_neggrad_plus_pairs_each_remaining_batch_with_a_cycled_forget_batch(prep
 
 
 def test_neggrad_plus_alpha_is_checked(prep, split, pretrained):
-    with pytest.raises(GrmuError, match=r"methods.neggrad_plus.alpha must be a number in \[0, 1\], got 1.5"):
+    with pytest.raises(GrmuError, match=r"methods.neggrad_plus.alpha must be a finite number >= 0 and <= 1, got 1.5"):
         get_method("neggrad_plus").run(make_ctx(prep, split, pretrained, "neggrad_plus", alpha=1.5))
 
 
@@ -77,11 +80,15 @@ def test_neggrad_plus_with_alpha_1_is_finetuning(prep, split, pretrained):
     b = get_method("finetune").run(make_ctx(prep, split, pretrained, "finetune"))
     # same remaining batches and steps; only the forget batches' extra forward differs (no gradient)
     sa, sb = state(a), state(b)
-    assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6) for k in sa if "num_batches" not in k
-               and "running" not in k)
+    assert all(
+        torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6)
+        for k in sa
+        if "num_batches" not in k and "running" not in k
+    )
 
 
 # --------------------------------------------------------------------------- random labels
+
 
 def test_random_label_trains_one_mixed_pass_with_forget_labels_redrawn(prep, split, pretrained):
     forget, remaining = split
@@ -99,11 +106,12 @@ def test_random_label_trains_one_mixed_pass_with_forget_labels_redrawn(prep, spl
         b = torch.as_tensor(np.concatenate([forget[:50], remaining[:50]]))
         y = torch.as_tensor(prep.y)[b]
         new = p.relabel(b, y)
-        assert torch.equal(new[len(forget[:50]):], y[len(forget[:50]):])  # remaining labels kept
+        assert torch.equal(new[len(forget[:50]) :], y[len(forget[:50]) :])  # remaining labels kept
         assert not torch.equal(new[:40], y[:40])  # forget labels redrawn
 
 
 # --------------------------------------------------------------------------- influence
+
 
 def test_woodbury_equals_the_direct_inverse_fisher_vector_product():
     torch.manual_seed(0)
@@ -133,8 +141,9 @@ def test_upstream_recursion_by_hand_and_its_relation_to_the_exact_product():
     assert not torch.allclose(iu.woodfisher_product(rand, v3, 4), iu.woodbury_product(rand[1:], v3, 4), atol=1e-3)
 
 
-def test_influence_step_is_alpha_times_the_fisher_product_of_the_gradient_difference(prep, split, pretrained,
-                                                                                     monkeypatch):
+def test_influence_step_is_alpha_times_the_fisher_product_of_the_gradient_difference(
+    prep, split, pretrained, monkeypatch
+):
     forget, remaining = split
     monkeypatch.setitem(iu.FISHER, "upstream", lambda grads, v, n: v)  # F^-1 = I isolates v
     base = state(pretrained)
@@ -178,12 +187,14 @@ def test_influence_alpha_zero_changes_nothing(prep, split, pretrained):
 
 def test_influence_with_reweight_weights_the_remaining_gradient(prep, split, pretrained):
     a = state(get_method("influence").run(make_ctx(prep, split, pretrained, "influence", fisher_samples=20)))
-    b = state(get_method("influence").run(make_ctx(prep, split, pretrained, "influence", fisher_samples=20,
-                                                   reweight=True)))
+    b = state(
+        get_method("influence").run(make_ctx(prep, split, pretrained, "influence", fisher_samples=20, reweight=True))
+    )
     assert any(not torch.allclose(a[k], b[k]) for k in a)
 
 
 # --------------------------------------------------------------------------- Sharp MinMax
+
 
 def test_saliency_mask_smallest_is_the_complement_order():
     g = {"w": torch.tensor([5.0, -1.0, 3.0, 0.5])}
@@ -241,13 +252,24 @@ def test_sharp_minmax_mask_order_smallest_inverts_the_mask(prep, split, pretrain
     assert overlap < 0.02 * sum(float(m1[n].sum()) for n in m1)
 
 
-@pytest.mark.parametrize("method,opts,fragment", [
-    ("sharp_minmax", {"retain_sam": "up"}, "methods.sharp_minmax.retain_sam 'up' is unknown; valid: none, min, max"),
-    ("sharp_minmax", {"threshold": 1.0}, "methods.sharp_minmax.threshold must be a number in (0, 1), got 1.0"),
-    ("sharp_minmax", {"mask_leak": 1}, "methods.sharp_minmax.mask_leak must be true or false, got 1"),
-    ("influence", {"fisher": "kfac"}, "methods.influence.fisher 'kfac' is unknown; valid: upstream, woodbury"),
-    ("influence", {"fisher_samples": 1}, "methods.influence.fisher_samples must be an integer >= 2, got 1"),
-])
+@pytest.mark.parametrize(
+    "method,opts,fragment",
+    [
+        (
+            "sharp_minmax",
+            {"retain_sam": "up"},
+            "methods.sharp_minmax.retain_sam 'up' is unknown; valid: none, min, max",
+        ),
+        (
+            "sharp_minmax",
+            {"threshold": 1.0},
+            "methods.sharp_minmax.threshold must be a finite number > 0 and < 1, got 1.0",
+        ),
+        ("sharp_minmax", {"mask_leak": 1}, "methods.sharp_minmax.mask_leak must be true or false, got 1"),
+        ("influence", {"fisher": "kfac"}, "methods.influence.fisher 'kfac' is unknown; valid: upstream, woodbury"),
+        ("influence", {"fisher_samples": 1}, "methods.influence.fisher_samples must be an integer >= 2, got 1"),
+    ],
+)
 def test_bad_options_of_the_new_methods(prep, split, pretrained, method, opts, fragment):
     with pytest.raises(GrmuError) as err:
         get_method(method).run(make_ctx(prep, split, pretrained, method, **opts))

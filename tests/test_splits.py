@@ -38,6 +38,7 @@ def test_missing_group_and_empty_forget_set_are_refused(prep):
 
 # --------------------------------------------------------------------------- random forget sets
 
+
 def test_random_forget_set_is_a_uniform_draw_from_all_of_train(prep):
     train = prep.indices("train")
     f = sample_forget(prep, [[1, 0]], 0.1, 3, kind="random")

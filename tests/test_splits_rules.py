@@ -1,6 +1,7 @@
 """Forget / remaining sets to the letter, on a hand-made 20-sample dataset (no files, no
 training): which samples form the pool, the seeded draw, every refusal with its exact message,
 the file format and every way a forget file can be damaged."""
+
 import numpy as np
 import pytest
 
@@ -10,6 +11,7 @@ from grmu.splits import forget_pool, load_forget, remaining_indices, sample_forg
 
 # A hand-made dataset with 3 classes and 2 attribute values (so y and a cannot be swapped
 # unnoticed) whose forget groups also have samples in val and test.
+
 
 def tiny():
     from grmu.prepared import Prepared
@@ -33,8 +35,10 @@ def test_forget_groups_come_from_groups_the_default_or_multi_group():
     for m in (meta, {**meta, "multi_group_pairs": []}):
         with pytest.raises(GrmuError) as e:
             forget_groups({"groups": None, "multi_group": 3}, m)
-        assert str(e.value) == ("forget.multi_group is only supported by fairface; dataset 'celeba' has no "
-                                "multi-group forget sets (set forget.multi_group: null)")
+        assert str(e.value) == (
+            "forget.multi_group is only supported by fairface; dataset 'celeba' has no "
+            "multi-group forget sets (set forget.multi_group: null)"
+        )
     with pytest.raises(GrmuError) as e:
         forget_groups({"groups": [[0, 1]], "multi_group": 3}, fair)
     assert str(e.value) == "forget.groups and forget.multi_group are both set; set one of them to null"
@@ -96,12 +100,30 @@ def test_bad_ratios_counts_and_empty_pools_are_refused_by_name():
     refused("ratio 1.5 is outside (0, 1]", [[1, 0]], 1.5, 0)
     refused("forget group [y=5, a=0] does not exist: y must be in 0..2, a in 0..1", [[5, 0]], 0.5, 0)
     refused("ratio 0.3 of a pool of 3 samples forgets nothing; use a larger ratio", [[1, 0]], 0.3, 0)
-    refused("forget.count 3 must be between 1 and 2 (the pool has 3 training samples and the remaining set may "
-            "not be empty)", [[1, 0]], 0.5, 0, count=3)
-    refused("forget.count 0 must be between 1 and 2 (the pool has 3 training samples and the remaining set may "
-            "not be empty)", [[1, 0]], 0.5, 0, count=0)
-    refused("ratio 1.0 of a random forget set forgets the whole train split (12 samples) and leaves nothing to "
-            "remain; use a ratio < 1", [[1, 0]], 1.0, 0, kind="random")
+    refused(
+        "forget.count 3 must be between 1 and 2 (the pool has 3 training samples and the remaining set may "
+        "not be empty)",
+        [[1, 0]],
+        0.5,
+        0,
+        count=3,
+    )
+    refused(
+        "forget.count 0 must be between 1 and 2 (the pool has 3 training samples and the remaining set may "
+        "not be empty)",
+        [[1, 0]],
+        0.5,
+        0,
+        count=0,
+    )
+    refused(
+        "ratio 1.0 of a random forget set forgets the whole train split (12 samples) and leaves nothing to "
+        "remain; use a ratio < 1",
+        [[1, 0]],
+        1.0,
+        0,
+        kind="random",
+    )
     assert len(sample_forget(p, [[1, 0]], 0.5, 0, count=2)) == 2  # the largest count allowed
     assert len(sample_forget(p, [[1, 0]], 0.5, 0, count=1)) == 1  # and the smallest
     assert len(sample_forget(p, [[1, 0]], 11 / 12, 0, kind="random")) == 11
@@ -126,10 +148,24 @@ def test_the_forget_file_records_exactly_what_was_drawn(tmp_path):
 
     path = tmp_path / "f.json"
     save_forget(path, np.array([6, 9], dtype=np.int64), [[1, 0]], 0.7, 3, 3)
-    assert json.loads(path.read_text()) == {"ratio": 0.7, "seed": 3, "groups": [[1, 0]], "pool_size": 3,
-                                            "size": 2, "forget": [6, 9]}
-    save_forget(path, np.array([0, 4]), [[1, 0]], 0.2, 1, 12, "memorization",
-                {"level": "mix", "subsets": {"high": np.array([4]), "low": [0]}})
+    assert json.loads(path.read_text()) == {
+        "ratio": 0.7,
+        "seed": 3,
+        "groups": [[1, 0]],
+        "pool_size": 3,
+        "size": 2,
+        "forget": [6, 9],
+    }
+    save_forget(
+        path,
+        np.array([0, 4]),
+        [[1, 0]],
+        0.2,
+        1,
+        12,
+        "memorization",
+        {"level": "mix", "subsets": {"high": np.array([4]), "low": [0]}},
+    )
     d = json.loads(path.read_text())
     assert d["kind"] == "memorization" and d["level"] == "mix" and d["subsets"] == {"high": [4], "low": [0]}
     assert d["size"] == 2 and d["pool_size"] == 12
@@ -140,35 +176,44 @@ def test_the_forget_file_records_exactly_what_was_drawn(tmp_path):
     assert "subsets" not in load_forget(path, tiny()) and "kind" not in json.loads(path.read_text())
 
 
-@pytest.mark.parametrize("record,message", [
-    ({"ratio": 0.5, "seed": 0, "forget": [1]}, "expected the keys ratio, seed, groups, forget (rerun `dvc repro "
-                                               "--force forget_set`)"),
-    ([1, 2], "expected the keys ratio, seed, groups, forget (rerun `dvc repro --force forget_set`)"),
-    ({"forget": []}, "'forget' must be a non-empty list of sample indices"),
-    ({"forget": {"0": 1}}, "'forget' must be a non-empty list of sample indices"),
-    ({"forget": [1, True]}, "'forget' must be a non-empty list of sample indices"),
-    ({"forget": [1, 6.0]}, "'forget' must be a non-empty list of sample indices"),
-    ({"forget": [1, 20]}, "index 20 is outside 0..19"),
-    ({"forget": [-1, 6]}, "index -1 is outside 0..19"),
-    ({"forget": [1, 12]}, "sample 12 is in the val split, not train"),
-    ({"forget": [1, 16]}, "sample 16 is in the test split, not train"),
-    ({"forget": [1, 6, 1]}, "it lists a sample twice"),
-    ({"forget": [1, 6, 0]}, "sample 0 is not in the forget groups [[1, 0]]"),
-    ({"forget": [1], "groups": [[1, 2]]}, "forget group [y=1, a=2] does not exist: y must be in 0..2, a in 0..1"),
-    ({"forget": [1], "groups": 5}, "'groups' must be a list of [y, a] pairs, got 5"),
-    ({"forget": [1], "groups": [[1, 0, 2]]}, "'groups' must be a list of [y, a] pairs, got [[1, 0, 2]]"),
-    ({"forget": [1], "groups": [[float("inf"), 0]]}, "'groups' must be a list of [y, a] pairs, got [[inf, 0]]"),
-    ({"forget": [1], "kind": "uniform"}, "kind 'uniform' is unknown; valid: group, random, memorization"),
-    ({"forget": list(range(12)), "kind": "random"}, "it lists every training sample, the remaining set would be "
-                                                     "empty"),
-    ({"forget": [1], "subsets": [[1]]}, "'subsets' must map subset names to sample indices"),
-    ({"forget": [1], "subsets": {"high": [1, False]}}, "subset 'high' must be a list of sample indices"),
-    ({"forget": [1], "subsets": {"high": 1}}, "subset 'high' must be a list of sample indices"),
-    ({"forget": [1], "subsets": {"high": [1], "low": [20]}}, "subset 'low' lists a sample that is not in the train "
-                                                              "split"),
-    ({"forget": [1], "subsets": {"low": [-1]}}, "subset 'low' lists a sample that is not in the train split"),
-    ({"forget": [1], "subsets": {"low": [2, 13]}}, "subset 'low' lists a sample that is not in the train split"),
-])
+@pytest.mark.parametrize(
+    "record,message",
+    [
+        (
+            {"ratio": 0.5, "seed": 0, "forget": [1]},
+            "expected the keys ratio, seed, groups, forget (rerun `dvc repro --force forget_set`)",
+        ),
+        ([1, 2], "expected the keys ratio, seed, groups, forget (rerun `dvc repro --force forget_set`)"),
+        ({"forget": []}, "'forget' must be a non-empty list of sample indices"),
+        ({"forget": {"0": 1}}, "'forget' must be a non-empty list of sample indices"),
+        ({"forget": [1, True]}, "'forget' must be a non-empty list of sample indices"),
+        ({"forget": [1, 6.0]}, "'forget' must be a non-empty list of sample indices"),
+        ({"forget": [1, 20]}, "index 20 is outside 0..19"),
+        ({"forget": [-1, 6]}, "index -1 is outside 0..19"),
+        ({"forget": [1, 12]}, "sample 12 is in the val split, not train"),
+        ({"forget": [1, 16]}, "sample 16 is in the test split, not train"),
+        ({"forget": [1, 6, 1]}, "it lists a sample twice"),
+        ({"forget": [1, 6, 0]}, "sample 0 is not in the forget groups [[1, 0]]"),
+        ({"forget": [1], "groups": [[1, 2]]}, "forget group [y=1, a=2] does not exist: y must be in 0..2, a in 0..1"),
+        ({"forget": [1], "groups": 5}, "'groups' must be a list of [y, a] pairs, got 5"),
+        ({"forget": [1], "groups": [[1, 0, 2]]}, "'groups' must be a list of [y, a] pairs, got [[1, 0, 2]]"),
+        ({"forget": [1], "groups": [[float("inf"), 0]]}, "'groups' must be a list of [y, a] pairs, got [[inf, 0]]"),
+        ({"forget": [1], "kind": "uniform"}, "kind 'uniform' is unknown; valid: group, random, memorization"),
+        (
+            {"forget": list(range(12)), "kind": "random"},
+            "it lists every training sample, the remaining set would be empty",
+        ),
+        ({"forget": [1], "subsets": [[1]]}, "'subsets' must map subset names to sample indices"),
+        ({"forget": [1], "subsets": {"high": [1, False]}}, "subset 'high' must be a list of sample indices"),
+        ({"forget": [1], "subsets": {"high": 1}}, "subset 'high' must be a list of sample indices"),
+        (
+            {"forget": [1], "subsets": {"high": [1], "low": [20]}},
+            "subset 'low' lists a sample that is not in the train split",
+        ),
+        ({"forget": [1], "subsets": {"low": [-1]}}, "subset 'low' lists a sample that is not in the train split"),
+        ({"forget": [1], "subsets": {"low": [2, 13]}}, "subset 'low' lists a sample that is not in the train split"),
+    ],
+)
 def test_a_damaged_forget_file_is_refused_in_one_line(tmp_path, record, message):
     import json
 
@@ -194,8 +239,9 @@ def test_a_forget_file_read_without_the_dataset_checks_only_its_shape(tmp_path):
     import json
 
     path = tmp_path / "f.json"
-    path.write_text(json.dumps({"ratio": 0.5, "seed": 0, "groups": [[9, 9]], "forget": [99, 99],
-                                "subsets": {"high": [99]}}))
+    path.write_text(
+        json.dumps({"ratio": 0.5, "seed": 0, "groups": [[9, 9]], "forget": [99, 99], "subsets": {"high": [99]}})
+    )
     d = load_forget(path)
     assert d["forget"].tolist() == [99, 99] and d["subsets"]["high"].tolist() == [99]
     assert d["ratio"] == 0.5 and d["groups"] == [[9, 9]]

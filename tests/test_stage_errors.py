@@ -1,5 +1,6 @@
 """Bad input: one clear line on stderr naming the bad value and the valid choices, exit
 code 2, and no output file left behind."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,12 @@ def run_stage(script, *args, params=None, tmp_path):
     pfile = tmp_path / "params.yaml"
     """Run a stage script with the shrunk repository params, ``params`` merged in."""
     pfile.write_text(yaml.safe_dump(merge(small_params(), params or {})))
-    return subprocess.run([sys.executable, str(ROOT / "stages" / script), "--params", str(pfile), *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "stages" / script), "--params", str(pfile), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def assert_one_line_error(res, *fragments):
@@ -33,9 +38,21 @@ def assert_one_line_error(res, *fragments):
 def test_unknown_method(prepared_dir, tmp_path):
     forget_set(small_params(), prepared_dir, 0.5, 0, tmp_path / "forget/0.5.json")
     out = tmp_path / "u"
-    res = run_stage("unlearn.py", "--prepared", prepared_dir, "--pretrained", tmp_path / "none.pt",
-                    "--forget", tmp_path / "forget", "--seed", 0, "--out", out,
-                    params={"method": "scurb", "ratios": [0.5]}, tmp_path=tmp_path)
+    res = run_stage(
+        "unlearn.py",
+        "--prepared",
+        prepared_dir,
+        "--pretrained",
+        tmp_path / "none.pt",
+        "--forget",
+        tmp_path / "forget",
+        "--seed",
+        0,
+        "--out",
+        out,
+        params={"method": "scurb", "ratios": [0.5]},
+        tmp_path=tmp_path,
+    )
     assert_one_line_error(res, "unknown method 'scurb'", "valid: ", "finetune")
     assert not out.exists()
 
@@ -52,15 +69,33 @@ def test_unknown_dataset_and_unknown_key(tmp_path):
 @pytest.mark.parametrize("ratio,msg", [(1.5, "ratio 1.5 is outside (0, 1]"), (0.001, "forgets nothing")])
 def test_bad_ratio(prepared_dir, tmp_path, ratio, msg):
     out = tmp_path / "forget"
-    res = run_stage("forget_set.py", "--prepared", prepared_dir, "--seed", 0, "--out", out, params={"ratios": [ratio]},
-                    tmp_path=tmp_path)
+    res = run_stage(
+        "forget_set.py",
+        "--prepared",
+        prepared_dir,
+        "--seed",
+        0,
+        "--out",
+        out,
+        params={"ratios": [ratio]},
+        tmp_path=tmp_path,
+    )
     assert_one_line_error(res, msg)
     assert not out.exists()
 
 
 def test_absent_forget_group(prepared_dir, tmp_path):
-    res = run_stage("forget_set.py", "--prepared", prepared_dir, "--seed", 0, "--out", tmp_path / "forget",
-                    params={"forget": {"groups": [[1, 5]]}}, tmp_path=tmp_path)
+    res = run_stage(
+        "forget_set.py",
+        "--prepared",
+        prepared_dir,
+        "--seed",
+        0,
+        "--out",
+        tmp_path / "forget",
+        params={"forget": {"groups": [[1, 5]]}},
+        tmp_path=tmp_path,
+    )
     assert_one_line_error(res, "forget group [y=1, a=5] does not exist")
     assert not (tmp_path / "forget").exists()
 
@@ -68,8 +103,21 @@ def test_absent_forget_group(prepared_dir, tmp_path):
 def test_missing_checkpoint(prepared_dir, tmp_path):
     forget_set(small_params(), prepared_dir, 0.5, 0, tmp_path / "forget/0.5.json")
     out = tmp_path / "u"
-    res = run_stage("unlearn.py", "--prepared", prepared_dir, "--pretrained", tmp_path / "nope.pt", "--seed", 0,
-                    "--forget", tmp_path / "forget", "--out", out, params={"ratios": [0.5]}, tmp_path=tmp_path)
+    res = run_stage(
+        "unlearn.py",
+        "--prepared",
+        prepared_dir,
+        "--pretrained",
+        tmp_path / "nope.pt",
+        "--seed",
+        0,
+        "--forget",
+        tmp_path / "forget",
+        "--out",
+        out,
+        params={"ratios": [0.5]},
+        tmp_path=tmp_path,
+    )
     assert_one_line_error(res, "missing checkpoint", "nope.pt")
     assert not out.exists()
 
@@ -77,9 +125,21 @@ def test_missing_checkpoint(prepared_dir, tmp_path):
 def test_missing_model_outputs(prepared_dir, tmp_path):
     forget_set(small_params(), prepared_dir, 0.5, 0, tmp_path / "forget/0/0.5.json")
     out = tmp_path / "eval"
-    res = run_stage("evaluate.py", "--prepared", prepared_dir, "--model", "unlearned", "--models", tmp_path / "models",
-                    "--forget", tmp_path / "forget", "--out", out, params={"ratios": [0.5], "seeds": [0]},
-                    tmp_path=tmp_path)
+    res = run_stage(
+        "evaluate.py",
+        "--prepared",
+        prepared_dir,
+        "--model",
+        "unlearned",
+        "--models",
+        tmp_path / "models",
+        "--forget",
+        tmp_path / "forget",
+        "--out",
+        out,
+        params={"ratios": [0.5], "seeds": [0]},
+        tmp_path=tmp_path,
+    )
     assert_one_line_error(res, "missing model outputs", "unlearned/0/0.5.npz")
     assert not out.exists()
 

@@ -1,4 +1,5 @@
 """Stage wiring: each stage passes the right sets, flags and settings to the library."""
+
 import json
 
 import numpy as np
@@ -68,7 +69,9 @@ def test_evaluate_omits_metrics_a_dataset_without_groups_cannot_have(tmp_path, k
     forget_set(p, tmp_path / "prep", 0.1, 0, tmp_path / "f.json")
     prep = load_prepared(tmp_path / "prep")
     save_outputs(tmp_path / "m.npz", new_model(p["model"], prep, 0), prep, 512, {"name": "untrained"}, "m")
-    m = evaluate(p, tmp_path / "prep", tmp_path / "m.npz", tmp_path / "f.json", "pretrain", tmp_path / "e.json")["metrics"]
+    m = evaluate(p, tmp_path / "prep", tmp_path / "m.npz", tmp_path / "f.json", "pretrain", tmp_path / "e.json")[
+        "metrics"
+    ]
     assert ({"EO", "DP", "EP"} <= set(m)) == fairness and ("GA" in m) == ga
     assert {"RA", "UA", "TA", "MIA", "MIA_SVC", "WG"} <= set(m)
 
@@ -84,13 +87,18 @@ def test_unlearn_passes_reweight_settings_and_the_sets_to_the_method(prepared_di
 
     @register_method("_probe", options={"knob": 3})
     def probe(ctx):
-        seen.update(reweight=ctx.reweight, forget=ctx.forget_idx, remaining=ctx.remaining_idx, cfg=ctx.cfg,
-                    options=ctx.options, seed=ctx.seed)
+        seen.update(
+            reweight=ctx.reweight,
+            forget=ctx.forget_idx,
+            remaining=ctx.remaining_idx,
+            cfg=ctx.cfg,
+            options=ctx.options,
+            seed=ctx.seed,
+        )
         return ctx.model
 
     try:
-        q = small_params(method="_probe", reweight=reweight, methods={"_probe": {"knob": 7}},
-                         unlearn={"lr": 0.5})
+        q = small_params(method="_probe", reweight=reweight, methods={"_probe": {"knob": 7}}, unlearn={"lr": 0.5})
         info = unlearn(q, prepared_dir, d / "pre.pt", d / "f.json", 4, d / "u.pt")
     finally:
         METHODS.remove("_probe")
@@ -114,8 +122,16 @@ def test_unlearn_passes_a_memorization_forget_sets_subsets_to_the_method(prepare
     tr = prep.indices("train")
     subsets = {"high": tr[:3], "mid": tr[10:13], "low": tr[20:23]}
     f = tmp_path / "mix.json"
-    save_forget(f, np.concatenate(list(subsets.values())), [], 0.1, 0, len(tr), kind="memorization",
-                extra={"level": "mix", "score": "heldout", "subsets": subsets})
+    save_forget(
+        f,
+        np.concatenate(list(subsets.values())),
+        [],
+        0.1,
+        0,
+        len(tr),
+        kind="memorization",
+        extra={"level": "mix", "score": "heldout", "subsets": subsets},
+    )
     seen = {}
 
     @register_method("_probe_subsets")
@@ -124,8 +140,14 @@ def test_unlearn_passes_a_memorization_forget_sets_subsets_to_the_method(prepare
         return ctx.model
 
     try:
-        unlearn(small_params(method="_probe_subsets", forget={"kind": "memorization", "level": "mix"}), prepared_dir,
-                d / "pre.pt", f, 0, tmp_path / "u.pt")
+        unlearn(
+            small_params(method="_probe_subsets", forget={"kind": "memorization", "level": "mix"}),
+            prepared_dir,
+            d / "pre.pt",
+            f,
+            0,
+            tmp_path / "u.pt",
+        )
     finally:
         METHODS.remove("_probe_subsets")
     assert set(seen["subsets"]) == set(subsets)
@@ -208,10 +230,14 @@ def test_evaluate_model_reads_each_ratio_and_seed_from_its_own_files(prepared_di
     (tmp_path / "models/pretrain").mkdir(parents=True)
     shutil.copy(d / "pre.npz", tmp_path / "models/pretrain/0.npz")
     q = {**p, "ratios": [0.9], "seeds": [0]}
-    [result] = ev_stage.run_model(q, prepared_dir, "pretrain", tmp_path / "models", tmp_path / "forget",
-                                  tmp_path / "eval")
+    [result] = ev_stage.run_model(
+        q, prepared_dir, "pretrain", tmp_path / "models", tmp_path / "forget", tmp_path / "eval"
+    )
     assert json.loads((tmp_path / "eval/0.9-0.json").read_text()) == result
-    assert result["metrics"] == evaluate(p, prepared_dir, d / "pre.npz", d / "f.json", "pretrain", d / "e2.json")["metrics"]
+    assert (
+        result["metrics"]
+        == evaluate(p, prepared_dir, d / "pre.npz", d / "f.json", "pretrain", d / "e2.json")["metrics"]
+    )
     assert ev_stage.outputs_file("m", "unlearned", 0.9, 0).as_posix() == "m/unlearned/0/0.9.npz"
     assert ev_stage.outputs_file("m", "pretrain", 0.9, 0).as_posix() == "m/pretrain/0.npz"
 
@@ -232,8 +258,11 @@ def test_a_diverged_unlearning_saves_nothing(prepared_dir, trained, tmp_path):
         return ctx.model
 
     try:
-        with pytest.raises(GrmuError, match=r"unlearn _diverge r=0.9 seed=0: the model's outputs are not finite on "
-                                            r"\d+ of \d+ samples; the run diverged and nothing was saved"):
+        with pytest.raises(
+            GrmuError,
+            match=r"unlearn _diverge r=0.9 seed=0: the model's outputs are not finite on "
+            r"\d+ of \d+ samples; the run diverged and nothing was saved",
+        ):
             unlearn(small_params(method="_diverge"), prepared_dir, d / "pre.pt", d / "f.json", 0, tmp_path / "u.pt")
     finally:
         METHODS.remove("_diverge")
@@ -255,4 +284,3 @@ def test_a_failed_stage_removes_every_file_it_wrote(tmp_path):
     with removed_on_failure(tmp_path / "kept"):
         pass
     assert (tmp_path / "kept").is_dir()
-

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 
@@ -33,8 +32,15 @@ def _flipped_after_first_epoch(tr):
     return passes
 
 
-CFG = {"epochs": 3, "batch_size": 128, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0,
-       "warmup_epochs": 0, "schedule": "const"}
+CFG = {
+    "epochs": 3,
+    "batch_size": 128,
+    "lr": 0.05,
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "warmup_epochs": 0,
+    "schedule": "const",
+}
 
 
 @pytest.mark.parametrize("select_best", [True, False])
@@ -60,8 +66,9 @@ def test_fit_stops_after_the_epoch_its_stop_hook_ends(prep):
         seen.append(len(history))
         return len(history) == 2
 
-    _, hist = fit(model, prep, lambda e: [Pass("train", tr[:256], batch_size=128)], {**CFG, "epochs": 5}, seed=0,
-                  stop=stop)
+    _, hist = fit(
+        model, prep, lambda e: [Pass("train", tr[:256], batch_size=128)], {**CFG, "epochs": 5}, seed=0, stop=stop
+    )
     assert [h["epoch"] for h in hist] == [0, 1] and seen == [1, 2]
 
 
@@ -123,8 +130,17 @@ def test_unlearning_keeps_the_last_epoch(prep):
     model = build_model({"arch": "small_cnn", "width": 8}, 2, prep.meta["input_shape"])
     live = Recorder()
     tr = prep.indices("train")
-    ctx = UnlearnContext(model=model, prep=prep, forget_idx=tr[:50], remaining_idx=tr[50:], cfg={**CFG, "augment": False},
-                         options={}, reweight=False, seed=0, live=live)
+    ctx = UnlearnContext(
+        model=model,
+        prep=prep,
+        forget_idx=tr[:50],
+        remaining_idx=tr[50:],
+        cfg={**CFG, "augment": False},
+        options={},
+        reweight=False,
+        seed=0,
+        live=live,
+    )
     out = ctx.fit(_flipped_after_first_epoch(tr))
     assert live.rows[0] > live.rows[-1] + 10
     assert model_accuracy(out, prep, prep.indices("val")) == pytest.approx(live.rows[-1])
@@ -161,9 +177,14 @@ def test_same_params_and_seed_give_identical_weights_and_metrics(prepared_dir, t
     forget_set(p, prepared_dir, 0.5, 3, tmp_path / "f.json")
     metrics = []
     for name in ("a", "b"):
-        train_reference(p, prepared_dir, 3, tmp_path / f"{name}.pt", variant="reweight", forget_path=tmp_path / "f.json")
-        metrics.append(evaluate(p, prepared_dir, tmp_path / f"{name}.npz", tmp_path / "f.json", name,
-                                tmp_path / f"{name}.json")["metrics"])
+        train_reference(
+            p, prepared_dir, 3, tmp_path / f"{name}.pt", variant="reweight", forget_path=tmp_path / "f.json"
+        )
+        metrics.append(
+            evaluate(p, prepared_dir, tmp_path / f"{name}.npz", tmp_path / "f.json", name, tmp_path / f"{name}.json")[
+                "metrics"
+            ]
+        )
     sa = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
     sb = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -173,3 +194,23 @@ def test_same_params_and_seed_give_identical_weights_and_metrics(prepared_dir, t
     assert metrics[0] == metrics[1]
     info = torch.load(tmp_path / "a.pt", weights_only=True)["info"]
     assert info["run"]["seed"] == 3 and "torch" in info["run"] and "device" in info["run"]
+
+
+def test_seeding_asks_torch_for_deterministic_kernels_without_loading_the_compiler():
+    """Each training stage seeds every RNG and turns on torch's deterministic algorithms (warn
+    only); it need not import torch's compiler config for that (seconds per stage)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, random, numpy as np\n"
+        "from grmu.runtime import seed_everything\n"
+        "seed_everything(3)\n"
+        "a = (random.random(), float(np.random.rand()), float(torch.rand(1)))\n"
+        "seed_everything(3)\n"
+        "assert a == (random.random(), float(np.random.rand()), float(torch.rand(1)))\n"
+        "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),\n"
+        "      'torch._inductor.config' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "True", "False"]

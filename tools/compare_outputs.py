@@ -11,6 +11,7 @@ before the per-seed stages (2026-12), whose forget sets and models were files na
 ``{ratio}-{seed}``; they are compared with the new ``{seed}/{ratio}`` files, and the new
 per-sample outputs (``.npz`` beside each checkpoint), which OLD did not have, are not counted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,11 @@ def same_content(a: Path, b: Path, ignore_info) -> bool:
 
         ca, cb = (torch.load(p, map_location="cpu", weights_only=True) for p in (a, b))
         sa, sb = ca["state_dict"], cb["state_dict"]
-        return (sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-                and without(ca["info"], ignore_info) == without(cb["info"], ignore_info))
+        return (
+            sa.keys() == sb.keys()
+            and all(torch.equal(sa[k], sb[k]) for k in sa)
+            and without(ca["info"], ignore_info) == without(cb["info"], ignore_info)
+        )
     if a.suffix == ".json" and "eval" in a.parts:
         ja, jb = json.loads(a.read_text()), json.loads(b.read_text())
         return ja["metrics"] == jb["metrics"] and without(ja, ("trained",)) == without(jb, ("trained",))
@@ -63,8 +67,12 @@ def main() -> int:
     ap.add_argument("old", type=Path)
     ap.add_argument("new", type=Path)
     ap.add_argument("--ratio-seed-layout", action="store_true", help="OLD has the layout before the per-seed stages")
-    ap.add_argument("--ignore-info", nargs="*", default=["source"],
-                    help="checkpoint info keys whose change is expected (default: source)")
+    ap.add_argument(
+        "--ignore-info",
+        nargs="*",
+        default=["source"],
+        help="checkpoint info keys whose change is expected (default: source)",
+    )
     args = ap.parse_args()
     moved = {rel: per_seed(rel) if args.ratio_seed_layout else rel for rel in files(args.old)}
     fa, fb = set(moved.values()), files(args.new)

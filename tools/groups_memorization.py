@@ -11,6 +11,7 @@ memorized training samples, n = the group forget set's size; mean ± std over se
 groups_vs_memorization.png (left: those per-group means; right: each method's ToW for the
 group forget set next to random and memorization forget sets of the same size).
 """
+
 import argparse
 import json
 import re
@@ -38,19 +39,33 @@ def group_rows(prep, scores_by_seed: dict[int, np.ndarray], forget_groups: list,
         top = np.argsort(-s, kind="stable")[:n_top]
         for k in range(prep.n_groups):
             member = g == k
-            per_seed.append({"seed": seed, "group": k, "n": int(member.sum()), "mean": s[member].mean(),
-                             "share_ge_0.5": 100 * (s[member] >= 0.5).mean(),
-                             "share_of_top": 100 * member[top].mean()})
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "group": k,
+                    "n": int(member.sum()),
+                    "mean": s[member].mean(),
+                    "share_ge_0.5": 100 * (s[member] >= 0.5).mean(),
+                    "share_of_top": 100 * member[top].mean(),
+                }
+            )
     df = pd.DataFrame(per_seed)
     rows = []
     for k, sub in df.groupby("group"):
         y, a = divmod(int(k), prep.n_attrs)
-        rows.append({"group": f"{prep.meta['classes'][y]}, {prep.meta['attrs'][a]}",
-                     "forget group": "yes" if [y, a] in forget_groups else "",
-                     "n": int(sub["n"].iloc[0]),
-                     **{c: f"{sub[c].mean():.3f} ± {sub[c].std(ddof=0):.3f}" if c == "mean" else
-                        f"{sub[c].mean():.1f} ± {sub[c].std(ddof=0):.1f}"
-                        for c in ("mean", "share_ge_0.5", "share_of_top")}})
+        rows.append(
+            {
+                "group": f"{prep.meta['classes'][y]}, {prep.meta['attrs'][a]}",
+                "forget group": "yes" if [y, a] in forget_groups else "",
+                "n": int(sub["n"].iloc[0]),
+                **{
+                    c: f"{sub[c].mean():.3f} ± {sub[c].std(ddof=0):.3f}"
+                    if c == "mean"
+                    else f"{sub[c].mean():.1f} ± {sub[c].std(ddof=0):.1f}"
+                    for c in ("mean", "share_ge_0.5", "share_of_top")
+                },
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -72,18 +87,28 @@ def figure(rows: pd.DataFrame, tow: pd.DataFrame, size: int, path: Path) -> None
     means = [mean_std(v) for v in rows["mean"]]
     colors = ["tab:red" if f else "tab:gray" for f in rows["forget group"]]
     left.bar(range(len(rows)), [m for m, _ in means], yerr=[s for _, s in means], color=colors, capsize=3)
-    left.set(xticks=range(len(rows)), xticklabels=[f"{g}\n(n={n})" for g, n in zip(rows["group"], rows["n"])],
-             ylabel="mean held-out memorization score", title="Memorization by group (red: the forget group)")
+    left.set(
+        xticks=range(len(rows)),
+        xticklabels=[f"{g}\n(n={n})" for g, n in zip(rows["group"], rows["n"])],
+        ylabel="mean held-out memorization score",
+        title="Memorization by group (red: the forget group)",
+    )
     left.tick_params(axis="x", labelsize=7)
     kinds = list(dict.fromkeys(tow["kind"]))
     methods = [m for m in dict.fromkeys(tow["model"]) if m not in REFERENCES]
     width = 0.8 / max(len(methods), 1)
     for i, model in enumerate(methods):
         sub = tow[tow["model"] == model].set_index("kind").reindex(kinds)
-        right.bar([k + i * width for k in range(len(kinds))], sub["ToW"], width, yerr=sub["ToW_std"], capsize=2,
-                  label=model)
-    right.set(xticks=[k + width * (len(methods) - 1) / 2 for k in range(len(kinds))], xticklabels=kinds,
-              ylabel="ToW vs RETRAIN (%)", title=f"Forget sets of {size} samples", ylim=(0, 100))
+        right.bar(
+            [k + i * width for k in range(len(kinds))], sub["ToW"], width, yerr=sub["ToW_std"], capsize=2, label=model
+        )
+    right.set(
+        xticks=[k + width * (len(methods) - 1) / 2 for k in range(len(kinds))],
+        xticklabels=kinds,
+        ylabel="ToW vs RETRAIN (%)",
+        title=f"Forget sets of {size} samples",
+        ylim=(0, 100),
+    )
     right.legend(fontsize=7)
     save_figure(fig, path)
 
@@ -112,10 +137,12 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     rows = group_rows(prep, scores, groups, fs["size"])
     rows.to_csv(out / "groups.csv", index=False)
-    header = (f"# Memorization of the groups of colored_mnist's train split\n\nHeld-out scores "
-              f"(Feldman & Zhang, memorization.models K, each sample held out of round(0.3 K) models), mean ± std over "
-              f"seeds {sorted(scores)}; 'share of top' = the group's share of the {fs['size']} most memorized training "
-              f"samples (the size of the group forget set at ratio {fs['ratio']}).\n\n")
+    header = (
+        f"# Memorization of the groups of colored_mnist's train split\n\nHeld-out scores "
+        f"(Feldman & Zhang, memorization.models K, each sample held out of round(0.3 K) models), mean ± std over "
+        f"seeds {sorted(scores)}; 'share of top' = the group's share of the {fs['size']} most memorized training "
+        f"samples (the size of the group forget set at ratio {fs['ratio']}).\n\n"
+    )
     md = to_markdown(rows)
     (out / "groups.md").write_text(header + md)
     print(header + md)

@@ -5,6 +5,7 @@ there is to forget); right, each method's ToW and ToW-MIA at each level (mean ±
 
     .venv/bin/python tools/memorization_figure.py [--table reports/memorization/methods.csv]
 """
+
 import argparse
 import re
 from pathlib import Path
@@ -49,17 +50,30 @@ def main():
     for model in ("PRETRAIN", "RETRAIN"):
         sub = df[df["model"] == model].set_index("level").reindex(levels)
         left.errorbar(x, sub["UA"], yerr=sub["UA_std"], marker="o", capsize=3, label=model)
-    left.set(xticks=list(x), xticklabels=levels, xlabel="memorization level of the forget set",
-             ylabel="UA: forget-set accuracy (%)", title="What there is to forget")
+    left.set(
+        xticks=list(x),
+        xticklabels=levels,
+        xlabel="memorization level of the forget set",
+        ylabel="UA: forget-set accuracy (%)",
+        title="What there is to forget",
+    )
     left.legend()
-    methods = [m for m in dict.fromkeys(df["model"]) if m not in ("PRETRAIN", "RETRAIN", "RETRAIN+REWEIGHT",
-                                                                   "RETRAIN+Group-DRO")]
+    methods = [
+        m
+        for m in dict.fromkeys(df["model"])
+        if m not in ("PRETRAIN", "RETRAIN", "RETRAIN+REWEIGHT", "RETRAIN+Group-DRO")
+    ]
     for model in methods:
         sub = df[df["model"] == model].set_index("level").reindex(levels)
         line = right.errorbar(x, sub["ToW"], yerr=sub["ToW_std"], marker="o", capsize=3, label=f"{model} ToW")
         right.plot(x, sub["ToW-MIA"], marker="x", linestyle=":", color=line[0].get_color(), label=f"{model} ToW-MIA")
-    right.set(xticks=list(x), xticklabels=levels, xlabel="memorization level of the forget set",
-              ylabel="vs RETRAIN (%)", title="ToW (solid) and ToW-MIA (dotted)")
+    right.set(
+        xticks=list(x),
+        xticklabels=levels,
+        xlabel="memorization level of the forget set",
+        ylabel="vs RETRAIN (%)",
+        title="ToW (solid) and ToW-MIA (dotted)",
+    )
     right.legend(fontsize=7, ncol=2)
     out = Path(args.out) if args.out else Path(args.table).with_name("tow_vs_memorization.png")
     save_figure(fig, out)

@@ -2,10 +2,11 @@
 
     .venv/bin/python tools/mutation_check.py tests/test_mutation_gaps.py grmu.splits.x_foo__mutmut_3 ...
 
-Extra pytest arguments (e.g. -k NAME) come from $CHECK_ARGS. Prints, per mutant, "killed" (the file fails on it) or "SURVIVED"; and checks first that the file
-passes with no mutant active. Needs a mutants/ tree from tools/mutation.sh.
+Extra pytest arguments (e.g. -k NAME) come from $CHECK_ARGS. Prints, per mutant, "killed" (the
+file fails on it) or "SURVIVED"; and checks first that the file passes with no mutant active.
+Needs a mutants/ tree from tools/mutation.sh.
 """
-import os
+
 import shutil
 import subprocess
 import sys
@@ -19,12 +20,13 @@ shutil.copytree(root / "mutants", work, dirs_exist_ok=True, ignore=shutil.ignore
 shutil.copytree(root / "tests", work / "tests", dirs_exist_ok=True)
 driver = f"""
 import os, sys
-sys.path.insert(0, {str(work / 'src')!r})
+sys.path.insert(0, {str(work / "src")!r})
 import pytest
 import grmu
 assert grmu.__file__.startswith({str(work)!r}), grmu.__file__
 names = {names!r}
-args = ["-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly", {test_file!r}] + os.environ.get("CHECK_ARGS", "").split()
+args = ["-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly", {test_file!r}]
+args += os.environ.get("CHECK_ARGS", "").split()
 os.environ["MUTANT_UNDER_TEST"] = ""
 assert pytest.main(args) == 0, "the test file fails on the unmutated code"
 for n in names:

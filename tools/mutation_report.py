@@ -3,6 +3,7 @@
 Reads mutants/ (after tools/mutation.sh); by default prints the survivors ("survived", "no tests",
 "timeout" is counted as killed). Read-only: it never applies a mutant to src/.
 """
+
 import sys
 
 from mutmut.utils.file_utils import walk_mutatable_files

@@ -7,6 +7,7 @@ One row per (dataset, forget groups, ratio, model, REWEIGHT, metric): mean and s
 Models: pretrain, retrain_erm, retrain_reweight, retrain_gdro (grmu's reference names) and the
 method names of grmu (l1_sparse, salun, scrub, miu).
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,10 +17,19 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "src/grmu/report/paper_tables.csv"
 DATASETS = {"CelebA": "celeba", "Waterbirds": "waterbirds", "FairFace": "fairface", "MultiNLI": "multinli"}
-METHODS = {"PRETRAIN": "pretrain", "RETRAIN": "retrain", "RETRAIN + gDRO": "retrain_gdro", "L1-SPARSE": "l1_sparse",
-           "SALUN": "salun", "SCRUB": "scrub", "MIU": "miu"}
-CAPTION = re.compile(r"^Table (\d+): \*\*Group-robust machine unlearning in (\w+) .*?"
-                     r"(?:with (0\.\d) unlearning ratio|by sampling from (\d+) groups)")
+METHODS = {
+    "PRETRAIN": "pretrain",
+    "RETRAIN": "retrain",
+    "RETRAIN + gDRO": "retrain_gdro",
+    "L1-SPARSE": "l1_sparse",
+    "SALUN": "salun",
+    "SCRUB": "scrub",
+    "MIU": "miu",
+}
+CAPTION = re.compile(
+    r"^Table (\d+): \*\*Group-robust machine unlearning in (\w+) .*?"
+    r"(?:with (0\.\d) unlearning ratio|by sampling from (\d+) groups)"
+)
 CELL = re.compile(r"^(-?[\d.]+)±([\d.]+)$")
 
 
@@ -34,7 +44,7 @@ def parse(text: str) -> list[dict]:
         header = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("method\t"))
         metrics = [h.split(" ")[0] for h in lines[header].split("\t")[2:]]
         metrics = ["avg_gap" if h == "avg." else h for h in metrics]
-        for row in lines[header + 1:]:
+        for row in lines[header + 1 :]:
             cells = row.split("\t")
             if len(cells) != len(metrics) + 2:
                 break
@@ -50,9 +60,19 @@ def parse(text: str) -> list[dict]:
                 value = CELL.match(cell)
                 if value is None:
                     raise ValueError(f"Table {m[1]}: cannot read {cell!r} ({name}, {metric})")
-                rows.append({"table": int(m[1]), "dataset": dataset, "groups": groups, "ratio": ratio,
-                             "model": model, "reweight": reweight, "metric": metric,
-                             "mean": float(value[1]), "std": float(value[2])})
+                rows.append(
+                    {
+                        "table": int(m[1]),
+                        "dataset": dataset,
+                        "groups": groups,
+                        "ratio": ratio,
+                        "model": model,
+                        "reweight": reweight,
+                        "metric": metric,
+                        "mean": float(value[1]),
+                        "std": float(value[2]),
+                    }
+                )
     return rows
 
 

@@ -3,6 +3,7 @@ that runs stay reproducible: a random shift (``shift``, the default, used by col
 mnist), the paper's random resized crop + horizontal flip (``crop_flip``, the real image
 datasets) or CIFAR's padded random crop + flip (``crop_pad_flip``).
 A prepared dataset names its augmentation in ``meta["augment"]``."""
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,9 @@ def _crop_boxes(n: int, height: int, width: int, gen: torch.Generator, scale, ra
     return top, left, h, w
 
 
-def random_resized_crop_flip(x: torch.Tensor, gen: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
-                             flip_p: float = 0.5) -> torch.Tensor:
+def random_resized_crop_flip(
+    x: torch.Tensor, gen: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5
+) -> torch.Tensor:
     """The paper's training augmentation on a batch ``B x C x H x W``:
     ``RandomResizedCrop((H, W), scale, ratio)`` then ``RandomHorizontalFlip(flip_p)``, a
     different crop and flip per image, in one ``grid_sample`` on ``x``'s device.

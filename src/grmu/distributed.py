@@ -25,6 +25,7 @@ floating-point sums):
 Models with dropout (BERT) draw a different mask per process: their runs are equivalent in
 distribution, not equal. Unlearning and memorization stages run in one process.
 """
+
 from __future__ import annotations
 
 import os
@@ -76,11 +77,15 @@ def torchrun_command(processes: int, argv: list[str]) -> list[str]:
         if arg.startswith("--nnodes"):
             value = arg.split("=", 1)[1] if "=" in arg else (extra[i + 1] if i + 1 < len(extra) else "")
             if not value.isdigit() or int(value) < 1:
-                raise GrmuError(f"{EXTRA_ARGS_ENV}: --nnodes must be a fixed positive number of machines, got {value!r}")
+                raise GrmuError(
+                    f"{EXTRA_ARGS_ENV}: --nnodes must be a fixed positive number of machines, got {value!r}"
+                )
             nnodes = int(value)
     if processes % nnodes:
-        raise GrmuError(f"distributed.processes {processes} does not divide among {nnodes} machines "
-                        f"({EXTRA_ARGS_ENV}); use a multiple of {nnodes}")
+        raise GrmuError(
+            f"distributed.processes {processes} does not divide among {nnodes} machines "
+            f"({EXTRA_ARGS_ENV}); use a multiple of {nnodes}"
+        )
     where = extra if extra else ["--standalone"]
     return [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc-per-node={processes // nnodes}", *argv]
 
@@ -104,8 +109,10 @@ def processes(cfg: dict):
             raise GrmuError(f"the {n} training processes failed (torchrun exit code {code}); their messages are above")
         sys.exit(0)
     if int(os.environ["WORLD_SIZE"]) != n:
-        raise GrmuError(f"distributed.processes is {n} but torchrun started {os.environ['WORLD_SIZE']} processes; "
-                        f"start it with {n} in all (--nnodes x --nproc-per-node)")
+        raise GrmuError(
+            f"distributed.processes is {n} but torchrun started {os.environ['WORLD_SIZE']} processes; "
+            f"start it with {n} in all (--nnodes x --nproc-per-node)"
+        )
     if torch.cuda.is_available() and int(os.environ["LOCAL_RANK"]) < torch.cuda.device_count():
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # "cuda" is this process's own GPU from here on
     torch.distributed.init_process_group(backend)
@@ -185,7 +192,11 @@ def _swap_batchnorm(model: nn.Module, make) -> None:
     for name, bn in [(n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]:
         new = make(name, bn)(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
         new.weight, new.bias = bn.weight, bn.bias
-        new.running_mean, new.running_var, new.num_batches_tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
+        new.running_mean, new.running_var, new.num_batches_tracked = (
+            bn.running_mean,
+            bn.running_var,
+            bn.num_batches_tracked,
+        )
         new.train(bn.training)
         parent, _, leaf = name.rpartition(".")
         setattr(model.get_submodule(parent), leaf, new)
@@ -204,8 +215,9 @@ def data_parallel(model: nn.Module):
     cuda = next(model.parameters()).is_cuda
     kinds = {n: type(m) for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
     _swap_batchnorm(model, lambda name, bn: nn.SyncBatchNorm if cuda else GlooSyncBatchNorm)
-    ddp = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if cuda else None,
-                                  forward_sync_buffers=False)  # BatchNorm buffers agree already
+    ddp = DistributedDataParallel(
+        model, device_ids=[torch.cuda.current_device()] if cuda else None, forward_sync_buffers=False
+    )  # BatchNorm buffers agree already
     ddp.precision = getattr(model, "precision", "fp32")  # autocast reads it (grmu.inference)
     try:
         yield ddp

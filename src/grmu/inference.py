@@ -9,6 +9,7 @@ and never run a model. A model whose
 ``precision`` is ``bf16`` runs under bf16 autocast (``autocast``), and its losses are computed
 in bf16 from its bf16 logits, as the official code's (so the MIA sees bf16-rounded losses).
 """
+
 from __future__ import annotations
 
 import json
@@ -106,8 +107,10 @@ def save_outputs(path, model, prep: Prepared, batch_size: int, info: dict, what:
     _, loss = predictions(model, prep, {s: prep.indices(s) for s in SPLITS}, batch_size, logits)
     if not (np.isfinite(logits).all() and np.isfinite(loss).all()):
         bad = int((~np.isfinite(logits).all(1) | ~np.isfinite(loss)).sum())
-        raise GrmuError(f"{what}: the model's outputs are not finite on {bad} of {len(loss)} samples; the run "
-                        "diverged and nothing was saved: lower the learning rate")
+        raise GrmuError(
+            f"{what}: the model's outputs are not finite on {bad} of {len(loss)} samples; the run "
+            "diverged and nothing was saved: lower the learning rate"
+        )
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, logits=logits, loss=loss, info=np.array(json.dumps(info)))
 
@@ -122,10 +125,13 @@ def load_outputs(path, n_samples: int) -> dict:
         with np.load(path, allow_pickle=False) as f:
             out = {"logits": f["logits"], "loss": f["loss"], "info": json.loads(str(f["info"]))}
         if out["logits"].ndim != 2 or out["logits"].shape[0] != n_samples or out["loss"].shape != (n_samples,):
-            raise ValueError(f"logits {out['logits'].shape} and loss {out['loss'].shape} do not cover the "
-                             f"{n_samples} prepared samples")
+            raise ValueError(
+                f"logits {out['logits'].shape} and loss {out['loss'].shape} do not cover the "
+                f"{n_samples} prepared samples"
+            )
     except Exception as e:  # zipfile, numpy, json raise many types for a damaged or foreign file
-        raise GrmuError.wrap(f"cannot read model outputs {path} (rerun the stage that makes them, e.g. "
-                             "`dvc repro --force <stage>`)", e) from e
+        raise GrmuError.wrap(
+            f"cannot read model outputs {path} (rerun the stage that makes them, e.g. `dvc repro --force <stage>`)", e
+        ) from e
     out["pred"] = out["logits"].argmax(1)
     return out

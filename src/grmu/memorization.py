@@ -36,6 +36,7 @@ concatenates the three as they are, which on a dataset with few samples near the
 (the embedded mnist: most held-out scores are 0) repeats samples of the high third in the mid
 one; on CIFAR-100 the thirds are disjoint anyway and both rules give the same sets.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,9 +44,9 @@ from pathlib import Path
 import numpy as np
 
 from grmu import GrmuError
-from grmu.config import FORGET_LEVELS as LEVELS
-from grmu.config import MEMORIZATION_PROXIES as PROXIES
-from grmu.config import MEMORIZATION_SCORES as SCORES
+from grmu.schema import FORGET_LEVELS as LEVELS
+from grmu.schema import MEMORIZATION_PROXIES as PROXIES
+from grmu.schema import MEMORIZATION_SCORES as SCORES
 
 SUBSETS = ("high", "mid", "low")
 ESTIMATES = ("heldout", "file")  # memorization estimates in [-1, 1]; every other score is a proxy
@@ -68,9 +69,11 @@ def heldout_design(n: int, models: int, fraction: float, rng: np.random.Generato
     ``round((1 - fraction) * models)`` models, chosen uniformly at random per sample."""
     out = int(round((1 - fraction) * models))
     if not 0 < out < models:
-        raise GrmuError(f"memorization.fraction {fraction} with {models} models holds each sample out of {out} "
-                        "models; it must be held out of at least one and trained on by at least one (use more "
-                        "models or a fraction further from 0 and 1)")
+        raise GrmuError(
+            f"memorization.fraction {fraction} with {models} models holds each sample out of {out} "
+            "models; it must be held out of at least one and trained on by at least one (use more "
+            "models or a fraction further from 0 and 1)"
+        )
     member = np.ones((models, n), dtype=bool)
     for i in range(n):
         member[rng.choice(models, size=out, replace=False), i] = False
@@ -129,8 +132,10 @@ def level_sets(scores: np.ndarray, n: int, mid_centre: float) -> dict[str, np.nd
     """Positions (into ``scores``) of the ``n`` high, mid and low samples, in selection order."""
     scores = np.asarray(scores, dtype=np.float64)
     if not 0 < n < len(scores):
-        raise GrmuError(f"a memorization forget set of {n} samples needs between 1 and {len(scores) - 1} (the train "
-                        f"split has {len(scores)} samples and the remaining set may not be empty)")
+        raise GrmuError(
+            f"a memorization forget set of {n} samples needs between 1 and {len(scores) - 1} (the train "
+            f"split has {len(scores)} samples and the remaining set may not be empty)"
+        )
     order, by_centre = orders(scores, mid_centre)
     return {"high": order[:n], "mid": by_centre[:n], "low": order[-n:]}
 
@@ -164,8 +169,10 @@ def read_scores_file(path: str | Path, n_samples: int, train: np.ndarray, key: s
         with np.load(path, allow_pickle=False) as z:
             keys = [key] if key else [k for k in FILE_KEYS if k in z.files]
             if not keys or keys[0] not in z.files:
-                raise GrmuError(f"{path} has no array {key or ' or '.join(FILE_KEYS)}; it holds: "
-                                f"{', '.join(z.files) or 'nothing'} (set memorization.key)")
+                raise GrmuError(
+                    f"{path} has no array {key or ' or '.join(FILE_KEYS)}; it holds: "
+                    f"{', '.join(z.files) or 'nothing'} (set memorization.key)"
+                )
             raw = z[keys[0]]
     except GrmuError:
         raise
@@ -174,12 +181,16 @@ def read_scores_file(path: str | Path, n_samples: int, train: np.ndarray, key: s
     if raw.dtype.kind not in "fiu" or raw.ndim != 1:
         raise GrmuError(f"{path}: '{keys[0]}' must be a 1-D array of numbers, got {raw.dtype} of shape {raw.shape}")
     if len(raw) <= int(train.max()):
-        raise GrmuError(f"{path}: '{keys[0]}' holds {len(raw)} scores, but the training samples go up to index "
-                        f"{int(train.max())} of the prepared dataset ({n_samples} samples)")
+        raise GrmuError(
+            f"{path}: '{keys[0]}' holds {len(raw)} scores, but the training samples go up to index "
+            f"{int(train.max())} of the prepared dataset ({n_samples} samples)"
+        )
     scores = raw[train].astype(np.float64)
     if not np.isfinite(scores).all() or scores.min() < -1 or scores.max() > 1:
-        raise GrmuError(f"{path}: '{keys[0]}' must hold finite memorization scores in [-1, 1], got values in "
-                        f"[{np.nanmin(scores):g}, {np.nanmax(scores):g}]")
+        raise GrmuError(
+            f"{path}: '{keys[0]}' must hold finite memorization scores in [-1, 1], got values in "
+            f"[{np.nanmin(scores):g}, {np.nanmax(scores):g}]"
+        )
     return scores
 
 
@@ -191,8 +202,13 @@ def save_scores(path: str | Path, train: np.ndarray, scores: np.ndarray, score: 
     from grmu.runtime import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, index=np.asarray(train, dtype=np.int64), score=np.asarray(scores, dtype=np.float64),
-                 name=np.array(score), run=np.array(json.dumps(info, sort_keys=True)))
+        np.savez(
+            fh,
+            index=np.asarray(train, dtype=np.int64),
+            score=np.asarray(scores, dtype=np.float64),
+            name=np.array(score),
+            run=np.array(json.dumps(info, sort_keys=True)),
+        )
 
 
 def load_scores(path: str | Path, train: np.ndarray) -> tuple[str, np.ndarray]:
@@ -206,6 +222,7 @@ def load_scores(path: str | Path, train: np.ndarray) -> tuple[str, np.ndarray]:
     if name == "none":
         raise GrmuError(f"{path} holds no scores (memorization.score resolved to none); set memorization.score")
     if len(index) != len(train) or not (index == train).all() or len(scores) != len(train):
-        raise GrmuError(f"the memorization scores {path} are not those of this train split; rerun "
-                        "`dvc repro memorization`")
+        raise GrmuError(
+            f"the memorization scores {path} are not those of this train split; rerun `dvc repro memorization`"
+        )
     return name, scores

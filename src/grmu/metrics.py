@@ -6,6 +6,7 @@ For binary data with one forget group (t, s), ``y in T`` is ``y == t`` and ``a i
 
 Pure formulas over numpy arrays: no torch here (inference lives in ``grmu.inference``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -163,8 +164,20 @@ def subset_accuracies(pred: np.ndarray, y: np.ndarray, subsets: dict) -> dict:
     return {f"acc_{name}": accuracy(pred[idx], y[idx]) for name, idx in subsets.items()}
 
 
-def split_metrics(pred, loss, y, a, g, sets: dict, groups, n_groups: int, mia_mode: str = "best_of_grid", *,
-                  fairness: bool = True, group_accuracy: bool = True) -> dict:
+def split_metrics(
+    pred,
+    loss,
+    y,
+    a,
+    g,
+    sets: dict,
+    groups,
+    n_groups: int,
+    mia_mode: str = "best_of_grid",
+    *,
+    fairness: bool = True,
+    group_accuracy: bool = True,
+) -> dict:
     """Every metric of one model on one (ratio, seed) split (fact sheet §2.5, §6).
 
     ``pred`` (predicted class), ``loss`` (per-sample cross-entropy), ``y``, ``a``, ``g``:
@@ -190,6 +203,11 @@ def split_metrics(pred, loss, y, a, g, sets: dict, groups, n_groups: int, mia_mo
         out["GA"] = forget_group_accuracy(pt, yt, at, groups)
     if fairness:
         out.update({"DP": demographic_parity(pt, yt, at, groups), "EP": equal_opportunity(pt, yt, at, groups)})
-    out.update({"WG": worst_group_accuracy(pt, yt, gt, n_groups), "VA": accuracy(pred[v], y[v]),
-                "group_acc": group_accuracies(pt, yt, gt, n_groups)})
+    out.update(
+        {
+            "WG": worst_group_accuracy(pt, yt, gt, n_groups),
+            "VA": accuracy(pred[v], y[v]),
+            "group_acc": group_accuracies(pt, yt, gt, n_groups),
+        }
+    )
     return out

@@ -4,6 +4,7 @@
 Image models (``small_cnn``, ``resnet18``) take ``N x C x H x W`` batches; text models
 (``bert``, ``tiny_bert``) take ``N x 3 x L`` integer batches of token ids, attention mask and
 segment ids (see ``grmu.data.multinli``). Weights are only ever read from local files."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,16 +17,19 @@ from typing import Callable
 
 from grmu import GrmuError
 from grmu.registry import Registry
+
 BERT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 # plain attention: PyTorch's fused attention with a padding mask has a non-deterministic
 # backward on CUDA, and the same params and seed must give the same model
 EAGER = {"attn_implementation": "eager"}
-BERT_HOWTO = ("a Hugging Face bert-base-uncased folder: config.json, model.safetensors or pytorch_model.bin, "
-              "vocab.txt; e.g. `hf download bert-base-uncased --local-dir <folder>` on a machine with internet")
+BERT_HOWTO = (
+    "a Hugging Face bert-base-uncased folder: config.json, model.safetensors or pytorch_model.bin, "
+    "vocab.txt; e.g. `hf download bert-base-uncased --local-dir <folder>` on a machine with internet"
+)
 
 
 def run_precision(precision: str, dev: torch.device) -> str:
-    """The precision a model of ``model.precision`` (``grmu.config.PRECISIONS``) runs in on device
+    """The precision a model of ``model.precision`` (``grmu.schema.PRECISIONS``) runs in on device
     ``dev``: ``fp32`` or ``bf16`` (``auto``: bf16 on a CUDA device, as the official code, else fp32)."""
     return "bf16" if precision == "bf16" or (precision == "auto" and dev.type == "cuda") else "fp32"
 
@@ -55,13 +59,17 @@ def _small_cnn(in_ch: int, width: int, size: int) -> tuple[nn.Module, int]:
     Flattening (rather than global pooling) keeps the spatial layout, so digit shape is
     learnt about as fast as colour, which the embedded default relies on.
     """
+
     def block(i, o):
         return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
 
     side = size // 4
     body = nn.Sequential(
-        *block(in_ch, width), *block(width, 2 * width), nn.Flatten(),
-        nn.Linear(2 * width * side * side, 128), nn.ReLU(inplace=True),
+        *block(in_ch, width),
+        *block(width, 2 * width),
+        nn.Flatten(),
+        nn.Linear(2 * width * side * side, 128),
+        nn.ReLU(inplace=True),
     )
     return body, 128
 
@@ -91,7 +99,9 @@ def _resnet18(in_ch: int, pretrained: str) -> tuple[nn.Module, int]:
         missing, unexpected = net.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing or unexpected:
-            raise GrmuError(f"{path} does not look like ResNet-18 weights (missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise GrmuError(
+                f"{path} does not look like ResNet-18 weights (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
     if in_ch != 3:
         net.conv1 = nn.Conv2d(in_ch, 64, 7, 2, 3, bias=False)
     net.fc = nn.Identity()
@@ -128,8 +138,9 @@ class BertBody(nn.Module):
         return self.dropout(out.pooler_output)
 
 
-def _bert(arch: str, pretrained: str, width: int, vocab_size: int | None, length: int,
-          load_weights: bool) -> tuple[nn.Module, int]:
+def _bert(
+    arch: str, pretrained: str, width: int, vocab_size: int | None, length: int, load_weights: bool
+) -> tuple[nn.Module, int]:
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network
@@ -146,20 +157,29 @@ def _bert(arch: str, pretrained: str, width: int, vocab_size: int | None, length
             raise GrmuError("model.arch tiny_bert is randomly initialised; set model.pretrained=none (or use bert)")
         if width < 2 or width % 2:
             raise GrmuError(f"model.width must be an even integer >= 2 for tiny_bert (2 attention heads), got {width}")
-        config = BertConfig(vocab_size=vocab_size, hidden_size=width, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=4 * width, max_position_embeddings=max(512, length), **EAGER)
+        config = BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=width,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=4 * width,
+            max_position_embeddings=max(512, length),
+            **EAGER,
+        )
         bert = BertModel(config)
     elif pretrained == "none":
         bert = BertModel(BertConfig(vocab_size=max(vocab_size, 30522), **EAGER))  # BERT-base, random
     else:
         folder = Path(pretrained)
         if not (folder / "config.json").is_file() or not any((folder / w).is_file() for w in BERT_WEIGHTS):
-            raise GrmuError(f"model.pretrained: no BERT weights in {folder}; expected {BERT_HOWTO}; "
-                            "or set model.pretrained=none")
+            raise GrmuError(
+                f"model.pretrained: no BERT weights in {folder}; expected {BERT_HOWTO}; or set model.pretrained=none"
+            )
         try:
             if load_weights:
-                bert, loading = BertModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32,
-                                                          output_loading_info=True, **EAGER)
+                bert, loading = BertModel.from_pretrained(
+                    str(folder), local_files_only=True, dtype=torch.float32, output_loading_info=True, **EAGER
+                )
             else:
                 config = BertConfig.from_pretrained(str(folder), local_files_only=True, **EAGER)
                 bert, loading = BertModel(config), {}
@@ -170,11 +190,15 @@ def _bert(arch: str, pretrained: str, width: int, vocab_size: int | None, length
             raise GrmuError(f"{folder} does not hold BERT-base weights: {len(missing)} missing, e.g. {missing[0]}")
     config = bert.config
     if length > config.max_position_embeddings:
-        raise GrmuError(f"datasets.multinli.max_length {length} exceeds the {config.max_position_embeddings} "
-                        f"positions of the BERT in {pretrained}")
+        raise GrmuError(
+            f"datasets.multinli.max_length {length} exceeds the {config.max_position_embeddings} "
+            f"positions of the BERT in {pretrained}"
+        )
     if vocab_size > config.vocab_size:
-        raise GrmuError(f"the prepared data uses {vocab_size} token ids but the BERT in {pretrained} has a "
-                        f"vocabulary of {config.vocab_size}")
+        raise GrmuError(
+            f"the prepared data uses {vocab_size} token ids but the BERT in {pretrained} has a "
+            f"vocabulary of {config.vocab_size}"
+        )
     return BertBody(bert, config.hidden_dropout_prob), config.hidden_size
 
 
@@ -190,6 +214,7 @@ MODELS: Registry[ArchSpec] = Registry("model.arch")
 
 def register_model(name: str, *, text: bool = False):
     """Register ``build(model_cfg, input_shape, vocab_size, load_weights) -> (body, dim)``."""
+
     def deco(fn):
         MODELS.add(name, ArchSpec(name, fn, text))
         return fn
@@ -218,17 +243,21 @@ def _build_resnet18_cifar(cfg, shape, vocab_size, load_weights):
 
 @register_model("bert", text=True)
 def _build_bert(cfg, shape, vocab_size, load_weights):
-    return _bert("bert", str(cfg.get("pretrained", "none")), int(cfg["width"]), vocab_size, int(shape[-1]), load_weights)
+    return _bert(
+        "bert", str(cfg.get("pretrained", "none")), int(cfg["width"]), vocab_size, int(shape[-1]), load_weights
+    )
 
 
 @register_model("tiny_bert", text=True)
 def _build_tiny_bert(cfg, shape, vocab_size, load_weights):
-    return _bert("tiny_bert", str(cfg.get("pretrained", "none")), int(cfg["width"]), vocab_size, int(shape[-1]),
-                 load_weights)
+    return _bert(
+        "tiny_bert", str(cfg.get("pretrained", "none")), int(cfg["width"]), vocab_size, int(shape[-1]), load_weights
+    )
 
 
-def build_model(model_cfg: dict, n_classes: int, input_shape, *, vocab_size: int | None = None,
-                load_weights: bool = True) -> Net:
+def build_model(
+    model_cfg: dict, n_classes: int, input_shape, *, vocab_size: int | None = None, load_weights: bool = True
+) -> Net:
     """``input_shape`` is one sample's shape: ``(C, H, W)`` for images, ``(3, L)`` for tokens.
 
     ``vocab_size``: the prepared text's vocabulary (text models). ``load_weights=False`` skips
@@ -237,8 +266,10 @@ def build_model(model_cfg: dict, n_classes: int, input_shape, *, vocab_size: int
     text = len(input_shape) == 2
     if text != spec.text:
         valid = [m.name for m in MODELS.entries() if m.text == text]
-        raise GrmuError(f"model.arch {spec.name} does not take {'token' if text else 'image'} inputs; "
-                        f"valid for this dataset: {', '.join(valid)}")
+        raise GrmuError(
+            f"model.arch {spec.name} does not take {'token' if text else 'image'} inputs; "
+            f"valid for this dataset: {', '.join(valid)}"
+        )
     body, dim = spec.build(model_cfg, input_shape, vocab_size, load_weights)
     net = Net(body, dim, n_classes)
     if spec.text:  # BertForSequenceClassification's classifier init
@@ -249,8 +280,13 @@ def build_model(model_cfg: dict, n_classes: int, input_shape, *, vocab_size: int
 
 def model_for(model_cfg: dict, prep, *, load_weights: bool = True) -> Net:
     """``build_model`` for a prepared dataset (its classes, input shape and vocabulary)."""
-    return build_model(model_cfg, prep.n_classes, prep.meta["input_shape"], vocab_size=prep.meta.get("vocab_size"),
-                       load_weights=load_weights)
+    return build_model(
+        model_cfg,
+        prep.n_classes,
+        prep.meta["input_shape"],
+        vocab_size=prep.meta.get("vocab_size"),
+        load_weights=load_weights,
+    )
 
 
 def new_model(model_cfg: dict, prep, seed: int | None = None, *, load_weights: bool = True) -> Net:
@@ -286,6 +322,9 @@ def load_checkpoint(path, model: Net) -> dict:
             raise ValueError("not a grmu checkpoint (expected a dict with 'state_dict' and 'info')")
         model.load_state_dict(ckpt["state_dict"])
     except Exception as e:  # pickle, zipfile, torch raise many types for a damaged or foreign file
-        raise GrmuError.wrap(f"cannot load checkpoint {path} (rerun the stage that makes it, e.g. "
-                             "`dvc repro --force <stage>`, or `dvc pull` it again)", e) from e
+        raise GrmuError.wrap(
+            f"cannot load checkpoint {path} (rerun the stage that makes it, e.g. "
+            "`dvc repro --force <stage>`, or `dvc pull` it again)",
+            e,
+        ) from e
     return ckpt.get("info", {})

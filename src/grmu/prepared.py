@@ -6,6 +6,7 @@ integer ``N x 3 x L`` token rows) and ``meta.json`` (class and attribute names, 
 shape, the training augmentation, the dataset's default forget groups, run info).
 Reading never runs code from the files (``weights_only=True``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

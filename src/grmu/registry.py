@@ -6,6 +6,7 @@ time; the package that owns a registry passes ``load_builtin``, a function whose
 time the registry is asked (and so that those imports stay visible to the stage-dependency
 check, see ``grmu.stagedeps``). ``get`` refuses an unknown name with the valid ones.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar

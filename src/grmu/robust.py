@@ -1,4 +1,5 @@
 """Group-robust training pieces: the REWEIGHT sampler weights and Group-DRO."""
+
 from __future__ import annotations
 
 import numpy as np

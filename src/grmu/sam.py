@@ -21,6 +21,7 @@ One step, after the first backward has left ``g = grad L(w)`` in ``.grad``:
 ``min`` with ``lamb = 1`` gives ``grad = g_adv`` (SAM); ``max`` with ``lamb = 1`` gives
 ``2g - g_adv`` (sharpness maximisation). Each SAM step costs a second forward/backward pass.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -70,8 +71,9 @@ def bn_stats_frozen(model):
                 m.num_batches_tracked.copy_(tracked)
 
 
-def sam_gradient(model, closure: Callable[[], torch.Tensor], cfg: dict,
-                 before_combine: Callable | None = None) -> torch.Tensor:
+def sam_gradient(
+    model, closure: Callable[[], torch.Tensor], cfg: dict, before_combine: Callable | None = None
+) -> torch.Tensor:
     """Replace the gradients in ``model`` (``g``, from the first backward) by the SAM gradient.
 
     ``closure()`` recomputes the loss of the same batch. ``before_combine(model)``, when given,

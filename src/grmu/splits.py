@@ -21,6 +21,7 @@ targets and sensitive values of the first ``k`` pairs of the dataset's ``multi_g
 k = 3 gives 3 ages x 3 races = 9 groups, k = 5 gives 25. As in the official code, the forget
 set is then drawn uniformly from the union of those groups (not per group).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from grmu import GrmuError
-from grmu.config import FORGET_KINDS as KINDS
+from grmu.schema import FORGET_KINDS as KINDS
 from grmu.prepared import Prepared
 
 
@@ -49,8 +50,10 @@ def forget_groups(forget: dict, meta: dict) -> list:
         return forget.get("groups") or meta["default_forget_groups"]
     pairs = meta.get("multi_group_pairs")
     if not pairs:
-        raise GrmuError(f"forget.multi_group is only supported by fairface; dataset '{meta.get('dataset')}' "
-                        "has no multi-group forget sets (set forget.multi_group: null)")
+        raise GrmuError(
+            f"forget.multi_group is only supported by fairface; dataset '{meta.get('dataset')}' "
+            "has no multi-group forget sets (set forget.multi_group: null)"
+        )
     if forget.get("groups"):
         raise GrmuError("forget.groups and forget.multi_group are both set; set one of them to null")
     return multi_group_groups(pairs, int(k))
@@ -78,8 +81,6 @@ def forget_pool(prep: Prepared, groups: list) -> np.ndarray:
     return train[mask]
 
 
-
-
 def kind_pool(prep: Prepared, groups: list, kind: str = "group") -> np.ndarray:
     """The samples a forget set is drawn from: the forget groups' training samples (``group``)
     or the whole train split (``random``)."""
@@ -88,8 +89,9 @@ def kind_pool(prep: Prepared, groups: list, kind: str = "group") -> np.ndarray:
     return forget_pool(prep, groups) if kind == "group" else prep.indices("train")
 
 
-def sample_forget(prep: Prepared, groups: list, ratio: float, seed: int, kind: str = "group",
-                  count: int | None = None) -> np.ndarray:
+def sample_forget(
+    prep: Prepared, groups: list, ratio: float, seed: int, kind: str = "group", count: int | None = None
+) -> np.ndarray:
     """Sorted indices of the forget set for (ratio, seed): ``int(ratio * |pool|)`` samples, or
     ``count`` when given, drawn uniformly without replacement from ``kind_pool``."""
     if not 0 < ratio <= 1:
@@ -100,13 +102,17 @@ def sample_forget(prep: Prepared, groups: list, ratio: float, seed: int, kind: s
         raise GrmuError(f"forget groups {groups} have no training samples; pick groups present in the train split")
     n = forget_size(ratio, len(pool), count)
     if count is not None and not 0 < n < len(pool):
-        raise GrmuError(f"forget.count {count} must be between 1 and {len(pool) - 1} (the pool has {len(pool)} "
-                        "training samples and the remaining set may not be empty)")
+        raise GrmuError(
+            f"forget.count {count} must be between 1 and {len(pool) - 1} (the pool has {len(pool)} "
+            "training samples and the remaining set may not be empty)"
+        )
     if n == 0:
         raise GrmuError(f"ratio {ratio} of a pool of {len(pool)} samples forgets nothing; use a larger ratio")
     if kind == "random" and n >= len(pool):
-        raise GrmuError(f"ratio {ratio} of a random forget set forgets the whole train split ({len(pool)} samples) and "
-                        "leaves nothing to remain; use a ratio < 1")
+        raise GrmuError(
+            f"ratio {ratio} of a random forget set forgets the whole train split ({len(pool)} samples) and "
+            "leaves nothing to remain; use a ratio < 1"
+        )
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(pool, size=n, replace=False))
 
@@ -121,14 +127,28 @@ def forget_size(ratio: float, pool: int, count: int | None) -> int:
     return int(ratio * pool) if count is None else int(count)
 
 
-def save_forget(path: str | Path, forget: np.ndarray, groups: list, ratio: float, seed: int, pool_size: int,
-                kind: str = "group", extra: dict | None = None) -> None:
+def save_forget(
+    path: str | Path,
+    forget: np.ndarray,
+    groups: list,
+    ratio: float,
+    seed: int,
+    pool_size: int,
+    kind: str = "group",
+    extra: dict | None = None,
+) -> None:
     """Persist a forget set; ``extra``: the kind's own fields (memorization: level, score,
     ``subsets`` of sample indices)."""
     from grmu.runtime import write_json
 
-    record = {"ratio": ratio, "seed": seed, "groups": groups, "pool_size": pool_size, "size": len(forget),
-              "forget": [int(i) for i in forget]}
+    record = {
+        "ratio": ratio,
+        "seed": seed,
+        "groups": groups,
+        "pool_size": pool_size,
+        "size": len(forget),
+        "forget": [int(i) for i in forget],
+    }
     if kind != "group":  # group forget sets keep the file format they always had
         record["kind"] = kind
     for key, value in (extra or {}).items():
@@ -157,8 +177,9 @@ def load_forget(path: str | Path, prep: Prepared | None = None) -> dict:
     if prep is not None:
         f = d["forget"]
         if f.min() < 0 or f.max() >= len(prep.y):
-            raise GrmuError(f"{bad}: index {int(f.max() if f.max() >= len(prep.y) else f.min())} is outside "
-                            f"0..{len(prep.y) - 1}")
+            raise GrmuError(
+                f"{bad}: index {int(f.max() if f.max() >= len(prep.y) else f.min())} is outside 0..{len(prep.y) - 1}"
+            )
         outside = f[prep.split[f] != "train"]
         if len(outside):
             raise GrmuError(f"{bad}: sample {int(outside[0])} is in the {prep.split[outside[0]]} split, not train")
@@ -185,8 +206,11 @@ def load_forget(path: str | Path, prep: Prepared | None = None) -> dict:
         if not isinstance(raw, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in raw):
             raise GrmuError(f"{bad}: subset '{name}' must be a list of sample indices")
         idx = np.asarray(raw, dtype=np.int64)
-        if prep is not None and len(idx) and (idx.min() < 0 or idx.max() >= len(prep.y)
-                                              or (prep.split[idx] != "train").any()):
+        if (
+            prep is not None
+            and len(idx)
+            and (idx.min() < 0 or idx.max() >= len(prep.y) or (prep.split[idx] != "train").any())
+        ):
             raise GrmuError(f"{bad}: subset '{name}' lists a sample that is not in the train split")
         subsets[name] = idx  # in place: d["subsets"] now holds the index arrays
     return d

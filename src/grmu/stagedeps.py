@@ -10,6 +10,7 @@ declared code deps (``src/`` and ``stages/`` entries, folders expanded to their 
 ``python -m grmu.stagedeps`` prints each stage script's deps in dvc.yaml's form (a folder
 where every file of it is needed).
 """
+
 from __future__ import annotations
 
 import ast
@@ -21,6 +22,9 @@ SRC = ROOT / "src"
 CODE_SUFFIXES = (".py", ".yaml")
 # data files that a module reads at run time, relative to src/
 READS = {"grmu/recipes/__init__.py": ("grmu/recipes/*.yaml",), "grmu/protocols/__init__.py": ("grmu/protocols/*.yaml",)}
+# registries that import every module of their folder at run time (``pkgutil``, not an import
+# statement): a stage that imports the package depends on the whole folder
+LOADS_FOLDER = {"grmu/methods/__init__.py", "grmu/data/__init__.py"}
 
 
 def module_path(name: str) -> Path | None:
@@ -72,7 +76,11 @@ def stage_code(script: str | Path) -> set[Path]:
         script = ROOT / script
     seen, todo = {script}, [script]
     while todo:
-        for name in imported_modules(todo.pop()):
+        path = todo.pop()
+        names = imported_modules(path)
+        if path.is_relative_to(SRC) and path.relative_to(SRC).as_posix() in LOADS_FOLDER:
+            names |= {f"{_package_of(path)}.{p.stem}" for p in path.parent.glob("*.py") if p.stem != "__init__"}
+        for name in names:
             parts = name.split(".")
             for i in range(1, len(parts) + 1):
                 path = module_path(".".join(parts[:i]))

@@ -20,6 +20,7 @@ loss that is not finite then stops the run, naming its epoch, pass, step and lr.
 (``grmu.distributed``: the training stages with ``distributed.processes > 1``) each process
 takes its share of every batch, its loss weighted by that share, through the DDP-wrapped model.
 """
+
 from __future__ import annotations
 
 import copy
@@ -172,8 +173,9 @@ def fit(
     base_lr = base_lrs[id(opt)][0]
     best_acc, best_state, history = -1.0, None, []
     inputs, y_all, g_all = prep.inputs, torch.as_tensor(prep.y), torch.as_tensor(prep.g)
-    on_device = (dev.type == "cuda" and isinstance(inputs, torch.Tensor)
-                 and inputs.nbytes < torch.cuda.mem_get_info(dev)[0] // 4)
+    on_device = (
+        dev.type == "cuda" and isinstance(inputs, torch.Tensor) and inputs.nbytes < torch.cuda.mem_get_info(dev)[0] // 4
+    )
     if on_device:  # the whole dataset on the GPU: no gather or copy on the host per batch
         inputs, y_all, g_all = inputs.to(dev), y_all.to(dev), g_all.to(dev)
     augment = train_augmentation(prep) if cfg.get("augment") else None
@@ -193,8 +195,14 @@ def fit(
             x = channels_last(augment(x, rng)[mine]) if x.dim() == 4 else x[mine]
         return [x, y_all[b[mine]].to(dev), g_all[b[mine]].to(dev)]
 
-    bar = tqdm(range(cfg["epochs"]), desc=desc, unit="epoch", leave=False, dynamic_ncols=True,
-               disable=not distributed.is_main())
+    bar = tqdm(
+        range(cfg["epochs"]),
+        desc=desc,
+        unit="epoch",
+        leave=False,
+        dynamic_ncols=True,
+        disable=not distributed.is_main(),
+    )
     with distributed.data_parallel(model) as net:
         for epoch in bar:
             if on_epoch_start is not None:
@@ -206,9 +214,11 @@ def fit(
             model.train()
             for p in epoch_passes:
                 if parallel and (p.partner is not None or p.steps or p.relabel or p.on_batch):
-                    raise GrmuError(f"{desc}: pass '{p.name}' uses partner batches, several steps, relabelling or "
-                                    "per-batch records, which distributed training does not support; "
-                                    "use distributed.processes 1")
+                    raise GrmuError(
+                        f"{desc}: pass '{p.name}' uses partner batches, several steps, relabelling or "
+                        "per-batch records, which distributed training does not support; "
+                        "use distributed.processes 1"
+                    )
                 order, first, losses, sizes = p.order(gen), step, [], []
                 cycled = p.partner_batches(partner_gen) if p.partner is not None else None
                 for k, start in enumerate(range(0, len(order), p.batch_size)):
@@ -224,12 +234,19 @@ def fit(
                     scale = distributed.loss_scale(len(args[1]), len(b)) if parallel else None
                     updates = p.updates(after_backward)
                     for st in updates:
-                        losses.append(update(net, st, args, schedule(st.optimizer or opt, factor), cfg.get("sam"), scale))
+                        losses.append(
+                            update(net, st, args, schedule(st.optimizer or opt, factor), cfg.get("sam"), scale)
+                        )
                     sizes.append((len(b), len(updates)))
                     step += 1
-                row[f"loss_{p.name}"] = pass_loss(losses, sizes, lambda i, v: (
-                    f"{desc}: the loss became {v} in epoch {epoch}, pass '{p.name}', step {first + i} at lr "
-                    f"{base_lr * lr_factor(cfg, epoch, first + i, steps):g}"))
+                row[f"loss_{p.name}"] = pass_loss(
+                    losses,
+                    sizes,
+                    lambda i, v: (
+                        f"{desc}: the loss became {v} in epoch {epoch}, pass '{p.name}', step {first + i} at lr "
+                        f"{base_lr * lr_factor(cfg, epoch, first + i, steps):g}"
+                    ),
+                )
             row["lr"] = base_lr * lr_factor(cfg, epoch, max(step - 1, 0), max(steps, 1))
             if val_idx is not None:
                 row["val_acc"] = model_accuracy(model, prep, val_idx)
@@ -277,8 +294,9 @@ def pass_loss(losses: list[torch.Tensor], sizes: list[tuple[int, int]], where: C
     return total / max(count, 1)
 
 
-def update(model, st: Step, args: list, opt: torch.optim.Optimizer, loop_sam: dict | None,
-           scale: float | None = None) -> torch.Tensor:
+def update(
+    model, st: Step, args: list, opt: torch.optim.Optimizer, loop_sam: dict | None, scale: float | None = None
+) -> torch.Tensor:
     """One update of ``model`` by ``opt`` on a batch (``args``: x, y, g[, partner]); returns the
     loss (detached, on the device). Under DDP the loss is multiplied by ``scale``
     (``grmu.distributed.loss_scale``); a process with no sample in the batch (scale 0) counts

@@ -15,7 +15,11 @@ The builder's ``info`` dict goes into ``meta.json``: ``n_classes``, ``n_attrs``,
 ``shift``, the default, or ``crop_flip``, see ``grmu.augment``) and ``multi_group_pairs``
 (the (y, a) pairs behind ``forget.multi_group``, see ``grmu.splits``).
 """
+
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from dataclasses import dataclass
 from typing import Callable
@@ -33,9 +37,10 @@ class DatasetSpec:
 
 
 def _load_builtin() -> None:
-    from grmu.data import (  # noqa: F401  (each registers itself)
-        celeba, cifar, colored_mnist, fairface, mnist, multinli, waterbirds,
-    )
+    """Import every module of this folder: each registers itself, so a new file is all it takes
+    (``grmu.stagedeps.LOADS_FOLDER``: the stages that use this registry depend on the folder)."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", _load_builtin)
@@ -43,8 +48,9 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset", _load_builtin)
 
 def register_dataset(name: str, *, options, forget_groups: list):
     def deco(fn):
-        DATASETS.add(name, DatasetSpec(name, fn, tuple(options), [list(g) for g in forget_groups],
-                                       (fn.__doc__ or "").strip()))
+        DATASETS.add(
+            name, DatasetSpec(name, fn, tuple(options), [list(g) for g in forget_groups], (fn.__doc__ or "").strip())
+        )
         return fn
 
     return deco

@@ -13,6 +13,7 @@ Expected under ``data_dir``::
     celeba/list_eval_partition.txt    "<file> <0|1|2>"
     celeba/img_align_celeba/<file>    the aligned and cropped JPEGs (000001.jpg ...)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,9 +27,11 @@ from grmu.data.images import check_size, check_values, decode_images, need_dir, 
 OPTIONS = ("image_size",)  # values: params.yaml datasets.celeba
 TARGET, SENSITIVE = "Blond_Hair", "Male"
 SPLIT_NAMES = {0: "train", 1: "val", 2: "test"}
-DOWNLOAD = ("download img_align_celeba.zip, list_attr_celeba.txt and list_eval_partition.txt from "
-            "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html, or run "
-            "torchvision.datasets.CelebA(data_dir, download=True)")
+DOWNLOAD = (
+    "download img_align_celeba.zip, list_attr_celeba.txt and list_eval_partition.txt from "
+    "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html, or run "
+    "torchvision.datasets.CelebA(data_dir, download=True)"
+)
 
 
 def read_attributes(path: Path):
@@ -43,8 +46,10 @@ def read_attributes(path: Path):
         raise GrmuError(f"{path}: line 2 must list the attribute names (the official list_attr_celeba.txt)")
     missing = [c for c in (TARGET, SENSITIVE) if c not in names]
     if missing:
-        raise GrmuError(f"{path} lacks attribute column(s) {', '.join(missing)}; expected the 40 CelebA "
-                        f"attributes incl. {TARGET} and {SENSITIVE} (found: {', '.join(names[:6])}...)")
+        raise GrmuError(
+            f"{path} lacks attribute column(s) {', '.join(missing)}; expected the 40 CelebA "
+            f"attributes incl. {TARGET} and {SENSITIVE} (found: {', '.join(names[:6])}...)"
+        )
     df = pd.read_csv(path, sep=r"\s+", skiprows=2, header=None, names=["file", *names], dtype={"file": str})
     for col in (TARGET, SENSITIVE):
         check_values(df[col].dropna().unique(), (-1, 1), col, path)
@@ -74,16 +79,26 @@ def build(options: dict, data_dir):
     attr = read_attributes(attr_path).drop_duplicates("file").set_index("file")
     missing = ~part["file"].isin(attr.index)
     if missing.any():
-        raise GrmuError(f"{int(missing.sum())} image(s) of {part_path} have no row in {attr_path} "
-                        f"(first: {part['file'][missing].iloc[0]}); use the official files of one release")
+        raise GrmuError(
+            f"{int(missing.sum())} image(s) of {part_path} have no row in {attr_path} "
+            f"(first: {part['file'][missing].iloc[0]}); use the official files of one release"
+        )
     attr = attr.loc[part["file"]]
     y = ((attr[TARGET].to_numpy() + 1) // 2).astype(np.int64)
     a = ((attr[SENSITIVE].to_numpy() + 1) // 2).astype(np.int64)
     images = need_dir(root / "img_align_celeba", "CelebA image folder", DOWNLOAD)
-    inputs = decode_images([images / f for f in part["file"]], size, "squash", listed_in=part_path,
-                           desc="decoding CelebA")
-    table = pd.DataFrame({"index": np.arange(len(part)), "split": part["partition"].map(SPLIT_NAMES).to_numpy(),
-                          "y": y, "a": a})
-    info = {"n_classes": 2, "n_attrs": 2, "classes": ["not blond", "blond"], "attrs": ["female", "male"],
-            "input": "image", "augment": "crop_flip"}
+    inputs = decode_images(
+        [images / f for f in part["file"]], size, "squash", listed_in=part_path, desc="decoding CelebA"
+    )
+    table = pd.DataFrame(
+        {"index": np.arange(len(part)), "split": part["partition"].map(SPLIT_NAMES).to_numpy(), "y": y, "a": a}
+    )
+    info = {
+        "n_classes": 2,
+        "n_attrs": 2,
+        "classes": ["not blond", "blond"],
+        "attrs": ["female", "male"],
+        "input": "image",
+        "augment": "crop_flip",
+    }
     return table, inputs, info

@@ -14,6 +14,7 @@ and fairness metrics (GA, EO, DP, EP) are omitted and forget sets are drawn with
 RandomCrop(32, padding 4) + horizontal flip (``crop_pad_flip``). Upstream adds RandAugment for
 CIFAR-100 (S4) and normalises per dataset inside the model; grmu maps every image to [-1, 1].
 """
+
 from __future__ import annotations
 
 import io
@@ -29,11 +30,24 @@ from grmu.data.images import need_dir, need_file
 OPTIONS = ("split_seed",)  # values: params.yaml
 DOWNLOAD = "the python version from https://www.cs.toronto.edu/~kriz/cifar.html, unpacked"
 LAYOUTS = {
-    "cifar10": {"folder": "cifar-10-batches-py", "train": [f"data_batch_{i}" for i in range(1, 6)],
-                "test": ["test_batch"], "meta": "batches.meta", "labels": "labels", "names": "label_names",
-                "n_classes": 10},
-    "cifar100": {"folder": "cifar-100-python", "train": ["train"], "test": ["test"], "meta": "meta",
-                 "labels": "fine_labels", "names": "fine_label_names", "n_classes": 100},
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "meta": "batches.meta",
+        "labels": "labels",
+        "names": "label_names",
+        "n_classes": 10,
+    },
+    "cifar100": {
+        "folder": "cifar-100-python",
+        "train": ["train"],
+        "test": ["test"],
+        "meta": "meta",
+        "labels": "fine_labels",
+        "names": "fine_label_names",
+        "n_classes": 100,
+    },
 }
 
 
@@ -41,8 +55,13 @@ class _Unpickler(pickle.Unpickler):
     """Plain containers and numpy arrays only: any other class or function is refused
     (``_codecs.encode`` rebuilds byte strings in protocol-2 pickles written by Python 3)."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
@@ -108,9 +127,14 @@ def build_cifar(name: str, options: dict, data_dir):
     y = np.concatenate([tr_y, te_y])
     table = pd.DataFrame({"index": np.arange(len(y)), "split": split, "y": y, "a": np.zeros(len(y), dtype=np.int64)})
     inputs = torch.from_numpy(np.ascontiguousarray(np.concatenate([tr_x, te_x])))
-    info = {"n_classes": n_classes, "n_attrs": 1,
-            "classes": [n.decode() if isinstance(n, bytes) else str(n) for n in names],
-            "attrs": ["all"], "input": "image", "augment": "crop_pad_flip"}
+    info = {
+        "n_classes": n_classes,
+        "n_attrs": 1,
+        "classes": [n.decode() if isinstance(n, bytes) else str(n) for n in names],
+        "attrs": ["all"],
+        "input": "image",
+        "augment": "crop_pad_flip",
+    }
     return table, inputs, info
 
 

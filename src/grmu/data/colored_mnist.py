@@ -14,6 +14,7 @@
 The splits and colours are drawn once from ``seed`` (a dataset option, not the experiment
 seed), so every experiment seed sees the same data.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -20,6 +20,7 @@ Expected under ``data_dir``::
     fairface/fairface_label_val.csv     the same
     fairface/<file>                     the images, e.g. train/1.jpg, val/1.jpg
 """
+
 from __future__ import annotations
 
 import random
@@ -39,8 +40,10 @@ TRAIN_FRAC = 0.9
 # the official --multi_group order of (age, race) pairs (fact sheet §2.3): k takes the first k
 # pairs; the forget groups are then all (age, race) combinations of their ages and races
 MULTI_GROUP_PAIRS = [[3, 0], [6, 4], [1, 5], [8, 6], [4, 2]]
-DOWNLOAD = ("download the images (fairface-img-margin025-trainval.zip) and the two label CSVs from "
-            "https://github.com/joojs/fairface and extract them into one folder 'fairface'")
+DOWNLOAD = (
+    "download the images (fairface-img-margin025-trainval.zip) and the two label CSVs from "
+    "https://github.com/joojs/fairface and extract them into one folder 'fairface'"
+)
 
 
 def read_labels(path: Path):
@@ -81,11 +84,24 @@ def build(options: dict, data_dir):
         raise GrmuError(f"{empty} has no row with service_test == True; use the official label CSVs")
     split = np.concatenate([train_val_split(len(files_tr), seed), np.full(len(files_te), "test", dtype=object)])
     listed_in = [train_csv] * len(files_tr) + [val_csv] * len(files_te)
-    inputs = decode_images([root / f for f in files_tr + files_te], size, "resize_crop", listed_in=listed_in,
-                           desc="decoding FairFace")
-    table = pd.DataFrame({"index": np.arange(len(split)), "split": split,
-                          "y": np.concatenate([y_tr, y_te]), "a": np.concatenate([a_tr, a_te])})
-    info = {"n_classes": len(AGES), "n_attrs": len(RACES), "classes": list(AGES), "attrs": list(RACES),
-            "input": "image", "augment": "crop_flip", "multi_group_pairs": MULTI_GROUP_PAIRS}
+    inputs = decode_images(
+        [root / f for f in files_tr + files_te], size, "resize_crop", listed_in=listed_in, desc="decoding FairFace"
+    )
+    table = pd.DataFrame(
+        {
+            "index": np.arange(len(split)),
+            "split": split,
+            "y": np.concatenate([y_tr, y_te]),
+            "a": np.concatenate([a_tr, a_te]),
+        }
+    )
+    info = {
+        "n_classes": len(AGES),
+        "n_attrs": len(RACES),
+        "classes": list(AGES),
+        "attrs": list(RACES),
+        "input": "image",
+        "augment": "crop_flip",
+        "multi_group_pairs": MULTI_GROUP_PAIRS,
+    }
     return table, inputs, info
-

@@ -16,6 +16,7 @@ Images are decoded by a pool of threads (Pillow releases the GIL while decoding 
 resizing), each writing its own slots of the output, so the result does not depend on the
 number of threads.
 """
+
 from __future__ import annotations
 
 import os
@@ -70,8 +71,10 @@ def read_csv(path: Path, columns, download: str, **kw):
 def check_columns(df, columns, path: Path) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise GrmuError(f"{path} lacks column(s) {', '.join(missing)}; expected columns {', '.join(columns)} "
-                        f"(found: {', '.join(map(str, df.columns))})")
+        raise GrmuError(
+            f"{path} lacks column(s) {', '.join(missing)}; expected columns {', '.join(columns)} "
+            f"(found: {', '.join(map(str, df.columns))})"
+        )
 
 
 def check_values(values, valid, column: str, path: Path) -> None:
@@ -128,8 +131,7 @@ def image_buffer(n: int, size: int):
     return flat.view(n, 3, size, size)
 
 
-def decode_images(paths: list[Path], size: int, transform: str, *, listed_in, desc: str,
-                  workers: int | None = None):
+def decode_images(paths: list[Path], size: int, transform: str, *, listed_in, desc: str, workers: int | None = None):
     """Decode ``paths`` (in order) into one uint8 ``N x 3 x S x S`` tensor.
 
     ``listed_in`` is the table file that lists the images (one path, or one per image). A
@@ -150,12 +152,16 @@ def decode_images(paths: list[Path], size: int, transform: str, *, listed_in, de
             try:
                 arr = load_image(path, size, transform)
             except FileNotFoundError as e:
-                raise GrmuError(f"image file not found: {path} (listed in {table}); "
-                                "the image folder is incomplete, re-extract the dataset archive") from e
+                raise GrmuError(
+                    f"image file not found: {path} (listed in {table}); "
+                    "the image folder is incomplete, re-extract the dataset archive"
+                ) from e
             except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... on bad files
-                raise GrmuError(f"corrupt image {path} (listed in {table}): cannot decode it "
-                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                                "re-download or re-extract it") from e
+                raise GrmuError(
+                    f"corrupt image {path} (listed in {table}): cannot decode it "
+                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                    "re-download or re-extract it"
+                ) from e
             out[i].copy_(torch.from_numpy(arr).permute(2, 0, 1))
         return min(start + CHUNK, len(paths)) - start
 

@@ -12,6 +12,7 @@ on a fresh machine and in CI.
   ``eval.reference: retrain_erm``; ``forget.kind: group`` forgets part of class 0 (the default
   forget group ``[0, 0]``), i.e. class-wise unlearning, with GA its test accuracy.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -28,6 +28,7 @@ Expected under ``data_dir``::
     multinli_1.0/MNLI/{train,dev_matched,dev_mismatched}.tsv   columns sentence1, sentence2, gold_label
     bert-base-uncased/vocab.txt             (option ``vocab``; the folder model.pretrained reads)
 """
+
 from __future__ import annotations
 
 import csv
@@ -49,13 +50,20 @@ LABELS = ("contradiction", "entailment", "neutral")  # GLUE order
 COLUMNS = ("gold_label", "sentence2_has_negation", "split")
 SPLIT_NAMES = {0: "train", 1: "val", 2: "test"}
 SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
-FEATURE_FILES = ("cached_train_bert-base-uncased_128_mnli", "cached_dev_bert-base-uncased_128_mnli",
-                 "cached_dev_bert-base-uncased_128_mnli-mm")
+FEATURE_FILES = (
+    "cached_train_bert-base-uncased_128_mnli",
+    "cached_dev_bert-base-uncased_128_mnli",
+    "cached_dev_bert-base-uncased_128_mnli-mm",
+)
 TEXT_FILES = ("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv")
 BERT_BASE_VOCAB = 30522
-DOWNLOAD = ("download and extract https://nlp.stanford.edu/data/dro/multinli_bert_features.tar.gz and "
-            "metadata_random.csv from https://github.com/kohpangwei/group_DRO (dataset_metadata/multinli)")
-TEXT_DOWNLOAD = "GLUE's MNLI.zip (https://gluebenchmark.com/tasks) extracted, with its train, dev_matched and dev_mismatched .tsv"
+DOWNLOAD = (
+    "download and extract https://nlp.stanford.edu/data/dro/multinli_bert_features.tar.gz and "
+    "metadata_random.csv from https://github.com/kohpangwei/group_DRO (dataset_metadata/multinli)"
+)
+TEXT_DOWNLOAD = (
+    "GLUE's MNLI.zip (https://gluebenchmark.com/tasks) extracted, with its train, dev_matched and dev_mismatched .tsv"
+)
 VOCAB_DOWNLOAD = "vocab.txt of https://huggingface.co/bert-base-uncased; or set datasets.multinli.vocab"
 
 
@@ -84,24 +92,43 @@ def build(options: dict, data_dir):
         vocab = Path(options["vocab"]) if options["vocab"] else data_dir / "bert-base-uncased" / "vocab.txt"
         tokens, labels, where, vocab_size = read_text(root / "MNLI", vocab, max_length)
     if len(labels) != len(df):
-        raise GrmuError(f"{where} hold {len(labels)} sentence pairs but {meta_path} has {len(df)} rows; "
-                        "they must be the same pairs in the same order")
+        raise GrmuError(
+            f"{where} hold {len(labels)} sentence pairs but {meta_path} has {len(df)} rows; "
+            "they must be the same pairs in the same order"
+        )
     gold = df["gold_label"].to_numpy(np.int64)
     bad = np.flatnonzero(labels != gold)
     if len(bad):
         i = int(bad[0])
-        raise GrmuError(f"pair {i} has label {LABELS[labels[i]]} in {where} but gold_label {gold[i]} in {meta_path}; "
-                        "the files do not belong together")
+        raise GrmuError(
+            f"pair {i} has label {LABELS[labels[i]]} in {where} but gold_label {gold[i]} in {meta_path}; "
+            "the files do not belong together"
+        )
     dtype = torch.int16 if vocab_size <= np.iinfo(np.int16).max + 1 else torch.int32
     inputs = torch.from_numpy(tokens).to(dtype)
-    table = pd.DataFrame({"index": np.arange(len(df)), "split": df["split"].map(SPLIT_NAMES).to_numpy(),
-                          "y": gold, "a": df["sentence2_has_negation"].to_numpy(np.int64)})
-    info = {"n_classes": 3, "n_attrs": 2, "classes": list(LABELS), "attrs": ["no negation", "negation"],
-            "input": "tokens", "vocab_size": vocab_size, "max_length": max_length, "source": source}
+    table = pd.DataFrame(
+        {
+            "index": np.arange(len(df)),
+            "split": df["split"].map(SPLIT_NAMES).to_numpy(),
+            "y": gold,
+            "a": df["sentence2_has_negation"].to_numpy(np.int64),
+        }
+    )
+    info = {
+        "n_classes": 3,
+        "n_attrs": 2,
+        "classes": list(LABELS),
+        "attrs": ["no negation", "negation"],
+        "input": "tokens",
+        "vocab_size": vocab_size,
+        "max_length": max_length,
+        "source": source,
+    }
     return table, inputs, info
 
 
 # ----------------------------------------------------------------------------- cached features
+
 
 class InputFeatures:
     """Stands in for pytorch-transformers' ``utils_glue.InputFeatures`` when unpickling."""
@@ -111,8 +138,12 @@ class _Unpickler(pickle.Unpickler):
     """Builds ``InputFeatures`` (from any module) and plain data, nothing else: no other class or
     function, and no tensor storage (the features hold lists of ints)."""
 
-    ALLOWED = {("copyreg", "_reconstructor"), ("copy_reg", "_reconstructor"),
-               ("builtins", "object"), ("__builtin__", "object")}
+    ALLOWED = {
+        ("copyreg", "_reconstructor"),
+        ("copy_reg", "_reconstructor"),
+        ("builtins", "object"),
+        ("__builtin__", "object"),
+    }
 
     def find_class(self, module, name):
         if name == "InputFeatures":
@@ -172,11 +203,14 @@ def read_features(folder: Path, max_length: int):
             try:
                 row, lab[i] = (f.input_ids, f.input_mask, f.segment_ids), f.label_id
             except AttributeError as e:
-                raise GrmuError(f"{path}: feature {i} lacks {e.name}; expected input_ids, input_mask, "
-                                "segment_ids, label_id") from e
+                raise GrmuError(
+                    f"{path}: feature {i} lacks {e.name}; expected input_ids, input_mask, segment_ids, label_id"
+                ) from e
             if not len(row[0]) == len(row[1]) == len(row[2]) == max_length:
-                raise GrmuError(f"{path}: feature {i} has {len(row[0])} tokens; datasets.multinli.max_length is "
-                                f"{max_length} (the cached files: 128)")
+                raise GrmuError(
+                    f"{path}: feature {i} has {len(row[0])} tokens; datasets.multinli.max_length is "
+                    f"{max_length} (the cached files: 128)"
+                )
             try:
                 arr[i] = row
             except (TypeError, ValueError, OverflowError) as e:
@@ -196,6 +230,7 @@ def read_features(folder: Path, max_length: int):
 
 # ----------------------------------------------------------------------------- raw text
 
+
 def read_tsv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     """``sentence1``, ``sentence2`` and the GLUE label index of each row of a GLUE MNLI file
     (read row by row, keeping only those three columns)."""
@@ -208,14 +243,18 @@ def read_tsv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
             header = next(rows, None)
             missing = [c for c in ("sentence1", "sentence2", "gold_label") if c not in (header or [])]
             if missing:
-                raise GrmuError(f"{path} lacks column(s) {', '.join(missing)}; expected sentence1, sentence2, "
-                                f"gold_label (found: {', '.join(header or [])})")
+                raise GrmuError(
+                    f"{path} lacks column(s) {', '.join(missing)}; expected sentence1, sentence2, "
+                    f"gold_label (found: {', '.join(header or [])})"
+                )
             c1, c2 = header.index("sentence1"), header.index("sentence2")
             for n, row in enumerate(rows, start=2):
                 if len(row) < len(header) or row[-1] not in label_of:
                     got = repr(row[-1]) if len(row) >= len(header) else f"{len(row)} fields"
-                    raise GrmuError(f"{path} line {n}: expected {len(header)} tab-separated fields ending in a "
-                                    f"gold_label ({', '.join(LABELS)}), got {got}")
+                    raise GrmuError(
+                        f"{path} line {n}: expected {len(header)} tab-separated fields ending in a "
+                        f"gold_label ({', '.join(LABELS)}), got {got}"
+                    )
                 s1.append(row[c1])
                 s2.append(row[c2])
                 labels.append(label_of[row[-1]])
@@ -247,7 +286,7 @@ def bert_tokenizer(vocab: Path):
 # cached features: it lower-cases letter by letter (Python's str.lower makes a word-final capital
 # sigma a final sigma, ς), and it does not split off the CJK Extension E ideographs U+2B820-U+2B91F
 # as words of their own. Done here first, the tokens are the same.
-CJK_EXT_E = re.compile("([\U0002B820-\U0002B91F])")
+CJK_EXT_E = re.compile("([\U0002b820-\U0002b91f])")
 
 
 def glue_text(text: str) -> str:
@@ -286,8 +325,14 @@ def encode_pairs(tok, s1: list[str], s2: list[str], max_length: int) -> np.ndarr
     ids_b = tok([glue_text(t) for t in s2], add_special_tokens=False)["input_ids"]
     cls, sep = tok.convert_tokens_to_ids(["[CLS]", "[SEP]"])
     tokens = np.zeros((len(s1), 3, max_length), dtype=np.int32)
-    for i in tqdm(range(len(s1)), desc="encoding MultiNLI pairs", unit="pair", file=sys.stderr,
-                  disable=len(s1) < 10000, mininterval=2):
+    for i in tqdm(
+        range(len(s1)),
+        desc="encoding MultiNLI pairs",
+        unit="pair",
+        file=sys.stderr,
+        disable=len(s1) < 10000,
+        mininterval=2,
+    ):
         tokens[i] = encode_pair(ids_a[i], ids_b[i] if s2[i] else None, max_length, cls, sep)
     return tokens
 

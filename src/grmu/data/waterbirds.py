@@ -12,6 +12,7 @@ Expected under ``data_dir``::
     waterbird_complete95_forest2water2/metadata.csv      columns img_filename, y, split, place
     waterbird_complete95_forest2water2/<img_filename>    e.g. 001.Black_footed_Albatross/...jpg
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,10 @@ OPTIONS = ("image_size",)  # values: params.yaml datasets.waterbirds
 FOLDER = "waterbird_complete95_forest2water2"
 COLUMNS = ("img_filename", "y", "split", "place")
 SPLIT_NAMES = {0: "train", 1: "val", 2: "test"}
-DOWNLOAD = ("download and extract https://nlp.stanford.edu/data/dro/waterbird_complete95_forest2water2.tar.gz "
-            "(from https://github.com/kohpangwei/group_DRO)")
+DOWNLOAD = (
+    "download and extract https://nlp.stanford.edu/data/dro/waterbird_complete95_forest2water2.tar.gz "
+    "(from https://github.com/kohpangwei/group_DRO)"
+)
 
 
 @register_dataset("waterbirds", options=OPTIONS, forget_groups=[[1, 0]])
@@ -40,10 +43,23 @@ def build(options: dict, data_dir):
     df = read_csv(meta_path, COLUMNS, DOWNLOAD, dtype={"img_filename": str})
     for col, valid in (("y", (0, 1)), ("place", (0, 1)), ("split", (0, 1, 2))):
         check_values(df[col].unique(), valid, col, meta_path)
-    inputs = decode_images([root / f for f in df["img_filename"]], size, "resize_crop", listed_in=meta_path,
-                           desc="decoding Waterbirds")
-    table = pd.DataFrame({"index": np.arange(len(df)), "split": df["split"].map(SPLIT_NAMES).to_numpy(),
-                          "y": df["y"].to_numpy(np.int64), "a": df["place"].to_numpy(np.int64)})
-    info = {"n_classes": 2, "n_attrs": 2, "classes": ["landbird", "waterbird"], "attrs": ["land", "water"],
-            "input": "image", "augment": "crop_flip"}
+    inputs = decode_images(
+        [root / f for f in df["img_filename"]], size, "resize_crop", listed_in=meta_path, desc="decoding Waterbirds"
+    )
+    table = pd.DataFrame(
+        {
+            "index": np.arange(len(df)),
+            "split": df["split"].map(SPLIT_NAMES).to_numpy(),
+            "y": df["y"].to_numpy(np.int64),
+            "a": df["place"].to_numpy(np.int64),
+        }
+    )
+    info = {
+        "n_classes": 2,
+        "n_attrs": 2,
+        "classes": ["landbird", "waterbird"],
+        "attrs": ["land", "water"],
+        "input": "image",
+        "augment": "crop_flip",
+    }
     return table, inputs, info

@@ -1,5 +1,6 @@
 """Influence unlearning (IU) with the WoodFisher inverse-Fisher approximation (sharp-unlearn's
 ``wfisher``, fact sheet §4)."""
+
 from __future__ import annotations
 
 
@@ -9,7 +10,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from grmu.inference import to_input
-from grmu.methods import UnlearnContext, choice_option, number_option, register_method
+from grmu.methods import UnlearnContext, register_method
+from grmu.schema import Choice, Int, Number
 
 
 def flat_grad(model, x, y) -> torch.Tensor:
@@ -70,16 +72,16 @@ def woodbury_product(sample_grads, v: torch.Tensor, n: int) -> torch.Tensor:
 FISHER = {"upstream": woodfisher_product, "woodbury": woodbury_product}
 
 
-def check_options(opts: dict) -> dict:
-    return {
-        "alpha": number_option("influence", opts, "alpha", "a finite number", lambda v: abs(v) < float("inf")),
-        "fisher_samples": number_option("influence", opts, "fisher_samples", "an integer >= 2", lambda v: v >= 2,
-                                        integer=True),
-        "fisher": choice_option("influence", opts, "fisher", tuple(FISHER)),
-    }
-
-
-@register_method("influence", options={"alpha": 1.0, "fisher_samples": 1000, "fisher": "upstream"})
+@register_method(
+    "influence",
+    options={
+        "alpha": Number(1.0, "scale of the one-shot update (upstream tunes it per experiment)"),
+        "fisher_samples": Int(1000, "per-sample gradients in the Fisher estimate (upstream N = 1000)", low=2),
+        "fisher": Choice(
+            "upstream", "upstream (the code's cheap recursion) | woodbury (exact, holds every gradient)", FISHER
+        ),
+    },
+)
 def influence(ctx: UnlearnContext):
     """Influence unlearning: one Newton-like step ``theta <- theta + alpha * F^-1 v`` (no epochs).
 
@@ -98,18 +100,15 @@ def influence(ctx: UnlearnContext):
     batches the summed gradients. With ``reweight: true``, ``g_r`` sums the remaining gradients
     with their REWEIGHT weights (normalised to sum ``n_r``).
 
-    Options:
-
-    * ``alpha`` (1.0): scale of the update; upstream tunes it per experiment ("α tuned").
-    * ``fisher_samples`` (1000, upstream's N): per-sample gradients in the Fisher estimate.
-    * ``fisher`` (upstream): ``upstream`` is the fact sheet's recursion, cheap (two vectors) but
+    Options (declared above, ``grmu params methods.influence``): ``fisher: upstream`` is the
+    fact sheet's recursion, cheap (two vectors) but
       exact only when the per-sample gradients are parallel: it carries one vector ``o`` where
       WoodFisher needs ``F_(j-1)^-1 g_j`` for every sample, and the first sample only seeds ``o``.
       ``woodbury`` computes ``(I + (1/n) sum g g^T)^-1 v`` exactly over all the samples, holding
       them in memory (samples x parameters floats: fine for small models, 44 GB for ResNet-18
       with 1,000 samples).
     """
-    o = check_options(ctx.options)
+    o = ctx.options
     model = ctx.model
     model.eval()
     bs = int(ctx.cfg["batch_size"])

@@ -1,9 +1,11 @@
 """L1-sparse unlearning (Jia et al., 2023), as used in the paper's baselines (fact sheet §5.2)."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
 
-from grmu.methods import UnlearnContext, number_option, register_method
+from grmu.methods import UnlearnContext, register_method
+from grmu.schema import Number
 
 
 def l1_norm(model):
@@ -25,11 +27,13 @@ def l1_loss(gamma_e: float):
     return loss
 
 
-def check_options(opts: dict) -> float:
-    return number_option("l1_sparse", opts, "gamma", "a number >= 0", lambda v: v >= 0)
-
-
-@register_method("l1_sparse", options={"gamma": 5e-4})
+@register_method(
+    "l1_sparse",
+    options={
+        # the official code's --l1_penalty for every dataset; 0 gives plain fine-tuning
+        "gamma": Number(5e-4, "initial L1 weight, decayed linearly per epoch", low=0),
+    },
+)
 def l1_sparse(ctx: UnlearnContext):
     """L1-sparse: fine-tune on the remaining set with CE + a linearly decaying L1 penalty on all weights.
 
@@ -38,15 +42,10 @@ def l1_sparse(ctx: UnlearnContext):
     0-based epoch and ``E = unlearn.epochs``, constant within an epoch, so the last epoch
     still uses ``gamma / E`` (never 0).
 
-    Options:
-
-    * ``gamma`` (default 5e-4, the official code's ``--l1_penalty`` for every dataset):
-      initial L1 weight; must be >= 0 (0 gives plain fine-tuning).
-
     The decay per *epoch* is the official code's behaviour (fact sheet §5.2, §8.10); the
     paper (after Jia et al.) describes a per-*iteration* linear decay. With ``reweight: true``
     the remaining set is drawn with REWEIGHT weights.
     """
-    gamma = check_options(ctx.options)
+    gamma = ctx.options["gamma"]
     epochs = int(ctx.cfg["epochs"])
     return ctx.fit(lambda epoch: [ctx.remaining_pass(l1_loss(penalty_weight(gamma, epoch, epochs)))])

@@ -1,5 +1,6 @@
 """MIU, mutual-information-aware machine unlearning (the paper's method, §3.4, Algorithm 1;
 fact sheet §5.5 and §8.4)."""
+
 from __future__ import annotations
 
 import copy
@@ -12,7 +13,8 @@ from torch import nn
 from grmu import GrmuError
 from grmu.augment import train_augmentation
 from grmu.inference import to_input
-from grmu.methods import UnlearnContext, bool_option, choice_option, number_option, register_method
+from grmu.methods import UnlearnContext, checked_options, get_method, register_method
+from grmu.schema import Bool, Choice, Int, Number
 
 MARGINALS = ("shuffle", "uniform")
 ORIGINAL_FEATURES = ("original", "unlearned")
@@ -83,29 +85,12 @@ class MINE(nn.Module):
         return joint - log_term
 
 
-def check_options(opts: dict) -> dict:
-    out = dict(opts)
-
-    def integer(key, low):
-        return number_option("miu", opts, key, f"an integer >= {low}", lambda v: v >= low, integer=True)
-
-    out["mine_lr"] = number_option("miu", opts, "mine_lr", "a number > 0", lambda v: v > 0)
-    out["lambda_mi"] = number_option("miu", opts, "lambda_mi", "a number >= 0", lambda v: v >= 0)
-    out["ema_alpha"] = number_option("miu", opts, "ema_alpha", "a number in (0, 1]", lambda v: 0 < v <= 1)
-    for key, low in (("forgetting_epochs", 0), ("tune_steps_first", 0), ("tune_steps", 0), ("mine_hidden", 1)):
-        integer(key, low)
-    choice_option("miu", opts, "marginal", MARGINALS)
-    choice_option("miu", opts, "original_features", ORIGINAL_FEATURES)
-    choice_option("miu", opts, "tune_mode", TUNE_MODES)
-    choice_option("miu", opts, "tune_augment", TUNE_AUGMENTS)
-    choice_option("miu", opts, "original_mode", ORIGINAL_MODES)
-    for key in ("ablate_unlearn", "ablate_alignment", "ablate_retain"):
-        bool_option("miu", opts, key)
+def check_ablations(opts: dict, params: dict | None = None) -> None:
+    """Refuse the three ablations at once (nothing would train); the ``check`` of the registration."""
     if opts["ablate_unlearn"] and opts["ablate_alignment"] and opts["ablate_retain"]:
         raise GrmuError(
             "methods.miu: ablate_unlearn, ablate_alignment and ablate_retain are all true; nothing would train"
         )
-    return out
 
 
 class MIU:
@@ -117,7 +102,8 @@ class MIU:
 
     def __init__(self, ctx: UnlearnContext):
         self.ctx = ctx
-        self.o = check_options(ctx.options)
+        self.o = checked_options(get_method("miu"), ctx.options)
+        check_ablations(self.o)
         self.n_groups = ctx.prep.n_groups
         self.dev = next(ctx.model.parameters()).device
         seed = int(ctx.seed)
@@ -167,7 +153,8 @@ class MIU:
         augment = train_augmentation(ctx.prep) if self.o["tune_augment"] == "always" or ctx.cfg.get("augment") else None
         # in epoch 0 (eval mode) the model still is the original: its features serve both estimators
         shared = self.o["original_features"] == "unlearned" or (
-            epoch == 0 and self.starts_as_original and not model.training)
+            epoch == 0 and self.starts_as_original and not model.training
+        )
         for _ in range(steps):
             if pos >= len(order):
                 order, pos = self.train_idx[torch.randperm(len(self.train_idx), generator=self.gen)], 0
@@ -220,13 +207,35 @@ class MIU:
         return out
 
 
+# the defaults run as the official code does (fact sheet §5.5, §8.4); the docstring of miu says
+# what the other choices do
 @register_method(
     "miu",
+    check=check_ablations,
     options={
-        "mine_lr": 0.01, "lambda_mi": 10.0, "forgetting_epochs": 5, "tune_steps_first": 101, "tune_steps": 11,
-        "ema_alpha": 0.01, "mine_hidden": 512, "marginal": "uniform", "original_features": "unlearned",
-        "tune_mode": "train", "tune_augment": "always", "original_mode": "train",
-        "ablate_unlearn": False, "ablate_alignment": False, "ablate_retain": False,
+        "mine_lr": Number(0.01, "lr of both MINE estimators' SGD", low=0, low_open=True),
+        "lambda_mi": Number(10.0, "weight of the MI calibration term (paper Eq. 6)", low=0),
+        "forgetting_epochs": Int(5, "epochs with a forget pass (minimising the MI estimate)", low=0),
+        "tune_steps_first": Int(101, "MINE updates in epoch 0 (the code; the paper: 100)", low=0),
+        "tune_steps": Int(11, "MINE updates in each later epoch (the code; the paper: 10)", low=0),
+        "ema_alpha": Number(0.01, "rate of the EMA in MINE's bias-corrected gradient", low=0, low_open=True, high=1),
+        "mine_hidden": Int(512, "hidden width of the MINE network T_psi"),
+        "marginal": Choice(
+            "uniform", "g_bar: uniform over all groups (the code) | shuffle (the paper's text)", MARGINALS
+        ),
+        "original_features": Choice(
+            "unlearned", "features mi_original is tuned on: unlearned (the code) | original", ORIGINAL_FEATURES
+        ),
+        "tune_mode": Choice(
+            "train", "model mode while tuning: train (the code: BN stats absorb train batches) | eval", TUNE_MODES
+        ),
+        "tune_augment": Choice(
+            "always", "augment tuning batches: always (the code) | unlearn (as unlearn.augment)", TUNE_AUGMENTS
+        ),
+        "original_mode": Choice("train", "mode of the original model for z_o: train (the code) | eval", ORIGINAL_MODES),
+        "ablate_unlearn": Bool(False, "drop the unlearning term (paper Table 4)"),
+        "ablate_alignment": Bool(False, "drop the calibration term (paper Table 4)"),
+        "ablate_retain": Bool(False, "drop the CE term (paper Table 4)"),
     },
 )
 def miu(ctx: UnlearnContext):
@@ -254,18 +263,13 @@ def miu(ctx: UnlearnContext):
     paper's numbers and for which its recipes were tuned; where grmu's own reading of the paper
     differs, an option names it (``README``: MIU, official vs grmu's choices).
 
-    Options:
+    Options (declared above with their defaults and ranges, ``grmu params methods.miu``):
 
-    * ``mine_lr`` (0.01): lr of both estimators' SGD, > 0.
-    * ``lambda_mi`` (10.0): weight of the calibration term (paper Eq. 6), >= 0. The
-      official HEAD configs use 10 for CelebA/Waterbirds and 1 for FairFace/MultiNLI; the
-      paper (App. B.5) suggests 1 when in doubt.
-    * ``forgetting_epochs`` (5; 7 in most FairFace configs): epochs with a forget pass.
-    * ``tune_steps_first`` (101) / ``tune_steps`` (11): estimator updates in epoch 0 / in
-      each later epoch, as the official code does (an off-by-one of its loop); the paper
-      states 100 and 10.
-    * ``ema_alpha`` (0.01): rate of the EMA in the MINE bias-corrected gradient, in (0, 1].
-    * ``mine_hidden`` (512): hidden width of ``T_psi``.
+    * ``lambda_mi``: the official HEAD configs use 10 for CelebA/Waterbirds and 1 for
+      FairFace/MultiNLI; the paper (App. B.5) suggests 1 when in doubt.
+    * ``forgetting_epochs``: 7 in most FairFace configs.
+    * ``tune_steps_first`` / ``tune_steps``: as the official code does (an off-by-one of its
+      loop); the paper states 100 and 10.
     * ``marginal``: how ``g_bar`` (the product-of-marginals sample) is drawn.
       ``"uniform"`` (default, the official code, fact sheet §8.4): uniform over all ``|G|``
       groups. ``"shuffle"`` (the paper's text): a random permutation of the batch's own

@@ -1,4 +1,5 @@
 """NegGrad (gradient ascent on the forget set; sharp-unlearn's ``GA``, fact sheet §4)."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F

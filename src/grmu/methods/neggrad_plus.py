@@ -1,14 +1,16 @@
 """NegGrad+ (sharp-unlearn's ``NG``, fact sheet §4): descent on the remaining set and ascent on
 the forget set in the same step."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
 
-from grmu.methods import UnlearnContext, number_option, register_method
+from grmu.methods import UnlearnContext, register_method
+from grmu.schema import Number
 
 
-def check_alpha(method: str, opts: dict) -> float:
-    return number_option(method, opts, "alpha", "a number in [0, 1]", lambda v: 0 <= v <= 1)
+# upstream's --alpha default (its RUM scripts use 0.97-0.99); 1 = fine-tuning, 0 = NegGrad
+ALPHA = Number(0.99, "weight of the remaining-set CE (1 - alpha on the forget ascent)", low=0, high=1)
 
 
 def combined_loss(alpha: float):
@@ -21,7 +23,7 @@ def combined_loss(alpha: float):
     return loss
 
 
-@register_method("neggrad_plus", options={"alpha": 0.99})
+@register_method("neggrad_plus", options={"alpha": ALPHA})
 def neggrad_plus(ctx: UnlearnContext):
     """NegGrad+ (NG): each step ``alpha * CE(remaining batch) - (1 - alpha) * CE(forget batch)``.
 
@@ -30,15 +32,10 @@ def neggrad_plus(ctx: UnlearnContext):
     and cycled when it runs out (upstream zips the retain loader with ``itertools.cycle`` of the
     forget loader). Both batches have ``unlearn.batch_size`` samples.
 
-    Options:
-
-    * ``alpha`` (default 0.99, upstream's ``--alpha`` default; its RUM scripts use 0.97–0.99):
-      weight of the remaining-set term, in [0, 1] (1 = fine-tuning, 0 = NegGrad).
-
     Upstream's cycle replays the *same augmented* forget batches; here each cycled batch gets a
     fresh augmentation (the draw is seeded, so runs stay reproducible).
     """
-    alpha = check_alpha("neggrad_plus", ctx.options)
+    alpha = ctx.options["alpha"]
     p = ctx.remaining_pass(combined_loss(alpha))
     p.partner = ctx.forget_idx
     return ctx.fit(lambda epoch: [p])

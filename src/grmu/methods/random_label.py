@@ -1,4 +1,5 @@
 """Random labelling (sharp-unlearn's ``RL_og``, fact sheet §4): SalUn without the mask."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,6 +32,11 @@ def random_label(ctx: UnlearnContext):
     is_forget = np.zeros(len(ctx.prep.y), dtype=bool)
     is_forget[ctx.forget_idx] = True
     gen = torch.Generator().manual_seed(int(ctx.seed) + _LABEL_STREAM)
-    p = Pass("mixed", idx, batch_size=ctx.cfg["batch_size"], weights=weights,
-             relabel=random_labels(ctx.prep.n_classes, gen, replace=is_forget))
+    p = Pass(
+        "mixed",
+        idx,
+        batch_size=ctx.cfg["batch_size"],
+        weights=weights,
+        relabel=random_labels(ctx.prep.n_classes, gen, replace=is_forget),
+    )
     return ctx.fit(lambda epoch: [p])

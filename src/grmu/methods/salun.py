@@ -1,5 +1,6 @@
 """SalUn (Fan et al., 2024), the "small-scale" random-labelling variant with a saliency mask
 used in the paper's baselines (fact sheet §5.3, §8.8)."""
+
 from __future__ import annotations
 
 import copy
@@ -9,14 +10,11 @@ import torch.nn.functional as F
 
 from grmu.augment import train_augmentation
 from grmu.inference import to_input
-from grmu.methods import UnlearnContext, number_option, register_method
+from grmu.methods import UnlearnContext, register_method
+from grmu.schema import Number
 
 # offsets that keep SalUn's own random streams apart from the training loop's (seeded with seed)
 _MASK_STREAM, _LABEL_STREAM = 101, 202
-
-
-def check_options(opts: dict) -> float:
-    return number_option("salun", opts, "threshold", "a number in (0, 1]", lambda v: 0 < v <= 1)
 
 
 def forget_gradients(ctx: UnlearnContext, seed_offset: int = _MASK_STREAM) -> dict[str, torch.Tensor]:
@@ -98,7 +96,15 @@ def random_labels(n_classes: int, gen: torch.Generator, replace=None):
     return relabel
 
 
-@register_method("salun", options={"threshold": 0.5})
+@register_method(
+    "salun",
+    options={
+        # the code's --saliency_threshold; 1 = no mask, i.e. the "random labelling" baseline
+        "threshold": Number(
+            0.5, "fraction of the weights (largest |forget grad|) that may change", low=0, low_open=True, high=1
+        ),
+    },
+)
 def salun(ctx: UnlearnContext):
     """SalUn: random labels on the forget set + fine-tuning, updating only forget-salient weights.
 
@@ -112,18 +118,12 @@ def salun(ctx: UnlearnContext):
        remaining set with the true labels (REWEIGHT weights with ``reweight: true``). Both
        use CE; before every optimizer step the gradients are multiplied by the mask.
 
-    Options:
-
-    * ``threshold`` (default 0.5, the code's ``--saliency_threshold``): fraction of all
-      parameter entries kept trainable by the mask; must be in (0, 1] (1 = no mask, i.e. the
-      "random labelling" baseline).
-
     Kept as in the paper's code (fact sheet §8.8): the mask is applied to the *gradients*
     only, so with SGD the masked-out weights still move through weight decay (added inside
     ``step()``) and through momentum. The mask uses the augmented forget batches when
     ``unlearn.augment`` is on, as the code's forget loader does.
     """
-    threshold = check_options(ctx.options)
+    threshold = ctx.options["threshold"]
     mask = saliency_mask(forget_gradients(ctx), threshold)
     dev = next(ctx.model.parameters()).device
     mask = {n: m.to(dev) for n, m in mask.items()}

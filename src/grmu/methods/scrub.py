@@ -1,10 +1,12 @@
 """SCRUB (Kurmanji et al., 2024) as used in the paper's baselines (fact sheet §5.4, §8.9)."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from grmu.methods import UnlearnContext, number_option, register_method
+from grmu.methods import UnlearnContext, register_method
+from grmu.schema import Int, Number
 
 
 def kl_to_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -38,23 +40,16 @@ def retain_loss(teacher, temperature: float, alpha: float, gamma: float):
     return loss
 
 
-def check_options(opts: dict) -> dict:
-    def integer(key, low):
-        return number_option("scrub", opts, key, f"an integer >= {low}", lambda v: v >= low, integer=True)
-
-    return {
-        "temperature": number_option("scrub", opts, "temperature", "a number > 0", lambda v: v > 0),
-        "alpha": number_option("scrub", opts, "alpha", "a number >= 0", lambda v: v >= 0),
-        "gamma": number_option("scrub", opts, "gamma", "a number >= 0", lambda v: v >= 0),
-        "forgetting_epochs": integer("forgetting_epochs", 0),
-        "retain_batch_size": integer("retain_batch_size", 1),
-    }
+OPTIONS = {  # defaults: the official code's CLI values (fact sheet §5.4)
+    "temperature": Number(4.0, "distillation temperature T (--temperature_scrub)", low=0, low_open=True),
+    "alpha": Number(0.001, "weight of the KL term in the min step (--alpha_scrub)", low=0),
+    "gamma": Number(0.99, "weight of the CE term in the min step (--gamma_scrub)", low=0),
+    "forgetting_epochs": Int(5, "epochs with a max step on the forget set (SCRUB's msteps)", low=0),
+    "retain_batch_size": Int(128, "batch size of the remaining pass (--batch_size_retain)"),
+}
 
 
-@register_method(
-    "scrub",
-    options={"temperature": 4.0, "alpha": 0.001, "gamma": 0.99, "forgetting_epochs": 5, "retain_batch_size": 128},
-)
+@register_method("scrub", options=OPTIONS)
 def scrub(ctx: UnlearnContext):
     """SCRUB: distil from the original model on the remaining set, away from it on the forget set.
 
@@ -67,17 +62,11 @@ def scrub(ctx: UnlearnContext):
     * remaining pass (min step), every epoch: loss ``alpha * KL_T + gamma * CE`` on
       remaining batches of ``retain_batch_size`` (REWEIGHT weights with ``reweight: true``).
 
-    Options (defaults are the official code's CLI values, fact sheet §5.4):
-
-    * ``temperature`` (4.0, ``--temperature_scrub``): distillation temperature T, > 0.
-    * ``alpha`` (0.001, ``--alpha_scrub``): weight of the KL term in the min step, >= 0.
-    * ``gamma`` (0.99, ``--gamma_scrub``): weight of the CE term in the min step, >= 0.
-    * ``forgetting_epochs`` (5; the paper's FairFace configs use 7): number of epochs with
-      max steps (SCRUB's "msteps"); there are no extra min-only steps per max step.
-    * ``retain_batch_size`` (128, ``--batch_size_retain``): batch size of the remaining pass;
-      the code fixes it at 128 whatever the config batch size (fact sheet §8.9).
+    Options: ``OPTIONS`` above (``grmu params methods.scrub``); the paper's FairFace configs use
+    ``forgetting_epochs`` 7, and there are no extra min-only steps per max step; the code fixes
+    ``retain_batch_size`` at 128 whatever the config batch size (fact sheet §8.9).
     """
-    o = check_options(ctx.options)
+    o = ctx.options
     teacher = ctx.original
     forget = ctx.forget_pass(forget_loss(teacher, o["temperature"]))
     remaining = ctx.remaining_pass(

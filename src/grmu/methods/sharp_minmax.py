@@ -1,15 +1,16 @@
 """Sharp MinMax, the sharpness-aware unlearning method of Tang & Khanna (sharp-unlearn's
 ``NG --separate min max``, fact sheet §4, §6.1)."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
 
 from grmu import GrmuError
-from grmu.config import SAM_MODES
-from grmu.methods import UnlearnContext, bool_option, choice_option, number_option, register_method
-from grmu.methods.neggrad_plus import check_alpha
+from grmu.methods import UnlearnContext, register_method
+from grmu.methods.neggrad_plus import ALPHA
 from grmu.methods.salun import MaskGradients, forget_gradients, saliency_mask
 from grmu.sam import active as sam_active
+from grmu.schema import SAM_MODES, Bool, Choice, Number
 from grmu.train import Step, make_optimizer
 
 MASK_ORDERS = ("largest", "smallest")
@@ -39,24 +40,34 @@ def masked_step(loss, optimizer, sam: dict, mask: dict, leak: bool) -> Step:
     return Step(loss, optimizer, sam, after_backward=hook)
 
 
-def check_options(ctx: UnlearnContext) -> dict:
-    opts = ctx.options
-    if sam_active(ctx.cfg["sam"]):
-        raise GrmuError(f"unlearn.sam.mode '{ctx.cfg['sam']['mode']}' is not used by sharp_minmax: its SAM modes are "
-                        "methods.sharp_minmax.retain_sam and forget_sam (unlearn.sam gives rho, lamb, adaptive); "
-                        "set unlearn.sam.mode: none")
-    return {
-        "alpha": check_alpha("sharp_minmax", opts),
-        "threshold": number_option("sharp_minmax", opts, "threshold", "a number in (0, 1)", lambda v: 0 < v < 1),
-        "retain_sam": choice_option("sharp_minmax", opts, "retain_sam", SAM_MODES),
-        "forget_sam": choice_option("sharp_minmax", opts, "forget_sam", SAM_MODES),
-        "mask_order": choice_option("sharp_minmax", opts, "mask_order", MASK_ORDERS),
-        "mask_leak": bool_option("sharp_minmax", opts, "mask_leak"),
-    }
+def check_cfg(cfg: dict) -> None:
+    if sam_active(cfg["sam"]):
+        raise GrmuError(
+            f"unlearn.sam.mode '{cfg['sam']['mode']}' is not used by sharp_minmax: its SAM modes are "
+            "methods.sharp_minmax.retain_sam and forget_sam (unlearn.sam gives rho, lamb, adaptive); "
+            "set unlearn.sam.mode: none"
+        )
 
 
-@register_method("sharp_minmax", options={"alpha": 0.99, "threshold": 0.5, "retain_sam": "min", "forget_sam": "max",
-                                          "mask_order": "largest", "mask_leak": False})
+@register_method(
+    "sharp_minmax",
+    options={
+        "alpha": ALPHA,  # upstream's default
+        # upstream generates masks at 0.1, 0.3 and 0.5 and does not say which the paper's tables use
+        "threshold": Number(
+            0.5,
+            "fraction of the weights in the saliency mask (forget-step weights)",
+            low=0,
+            low_open=True,
+            high=1,
+            high_open=True,
+        ),
+        "retain_sam": Choice("min", "SAM mode of the remaining step (upstream --separate min max)", SAM_MODES),
+        "forget_sam": Choice("max", "SAM mode of the forget step", SAM_MODES),
+        "mask_order": Choice("largest", "largest (the paper's intent) | smallest (upstream's code, S5)", MASK_ORDERS),
+        "mask_leak": Bool(False, "true = upstream masks g_adv before the SAM combination"),
+    },
+)
 def sharp_minmax(ctx: UnlearnContext):
     """Sharp MinMax: SAM-min on remaining data moves unmasked weights, SAM-max on forget data masked ones.
 
@@ -77,23 +88,18 @@ def sharp_minmax(ctx: UnlearnContext):
        ``rho``, ``lamb`` and ``adaptive`` come from ``unlearn.sam`` (whose ``mode`` must stay
        none: the modes are this method's options).
 
-    Options:
-
-    * ``alpha`` (0.99, upstream's default): weight of the remaining term, in [0, 1].
-    * ``threshold`` (0.5): fraction of the weights in the mask, in (0, 1). Upstream generates
-      masks at 0.1, 0.3 and 0.5 and does not say which the paper's tables use.
-    * ``retain_sam`` / ``forget_sam`` (min / max, upstream ``--separate min max``): the SAM mode
-      of each update: none, min or max.
-    * ``mask_order`` (largest): ``smallest`` reproduces upstream's mask, which lacks SalUn's sign
-      flip and marks the weights with the *smallest* forget gradients (fact sheet S5).
-    * ``mask_leak`` (false): ``true`` reproduces upstream, which masks ``g_adv`` before the SAM
-      combination, so with SAM-max the weights outside the mask still receive ``(1 + lamb) g``
-      (fact sheet §4 "Leak"); false masks the final gradient, the paper's intent.
+    Options (declared above, ``grmu params methods.sharp_minmax``): ``mask_order: smallest``
+    reproduces upstream's mask, which lacks SalUn's sign flip and marks the weights with the
+    *smallest* forget gradients (fact sheet S5). ``mask_leak: true`` reproduces upstream, which
+    masks ``g_adv`` before the SAM combination, so with SAM-max the weights outside the mask
+    still receive ``(1 + lamb) g`` (fact sheet §4 "Leak"); false masks the final gradient, the
+    paper's intent.
 
     As in upstream, weight decay (applied by each optimizer) still shrinks masked-out weights,
     twice per pair.
     """
-    o = check_options(ctx)
+    check_cfg(ctx.cfg)
+    o = ctx.options
     mask = saliency_mask(forget_gradients(ctx), o["threshold"], largest=o["mask_order"] == "largest")
     dev = next(ctx.model.parameters()).device
     mask = {n: m.to(dev) for n, m in mask.items()}

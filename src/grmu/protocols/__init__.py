@@ -10,13 +10,14 @@ whose values come first) with any of the sections ``model``, ``train`` and ``ret
     retrain: {gdro: {lr: 0.1, batch_size: 256, eta: 0.1}}
 
 ``{data_dir}`` in a protocol's text is replaced by the run's ``data_dir``. Precedence, lowest
-first: the built-in defaults below < the protocol < ``params.yaml``, key by key; a key left
+first: the built-in defaults (``grmu.schema``) < the protocol < ``params.yaml``, key by key; a key left
 ``null`` in ``params.yaml`` takes the protocol's value. One exception: a protocol's
 ``model.pretrained`` belongs to its ``model.arch``, so when ``params.yaml`` picks another
 architecture, ``pretrained`` left null is the default (``none``). ``protocol: auto`` uses the protocol
-named like the dataset when there is one (the embedded datasets have none: the defaults below
-are their small CPU setup). The unlearning hyperparameters are the recipes' (``grmu.recipes``).
+named like the dataset when there is one (the embedded datasets have none: the built-in
+defaults are their small CPU setup). The unlearning hyperparameters are the recipes' (``grmu.recipes``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,20 +27,13 @@ from pathlib import Path
 import yaml
 
 from grmu import GrmuError
+from grmu.schema import PROTOCOL_DEFAULTS
 
 HERE = Path(__file__).parent
-SAM_DEFAULTS = {"mode": "none", "rho": 0.1, "lamb": 1.0, "adaptive": False}  # grmu.sam: plain steps
-# the value of a model / train / retrain key that neither params.yaml nor the protocol sets: the
-# embedded datasets' small CPU setup (a small CNN, 10 epochs)
-DEFAULTS = {
-    "model": {"arch": "small_cnn", "width": 16, "pretrained": "none", "precision": "fp32"},
-    "train": {"epochs": 10, "batch_size": 64, "lr": 0.02, "momentum": 0.9, "weight_decay": 0.002,
-              "warmup_epochs": 1, "schedule": "cosine", "augment": True, "optimizer": "sgd", "sam": SAM_DEFAULTS},
-    # a RETRAIN variant's lr / batch_size / precision left null trains with train's / the model's
-    "retrain": {"erm": {"lr": None, "batch_size": None, "precision": None},
-                "reweight": {"lr": None, "batch_size": None, "precision": None},
-                "gdro": {"lr": None, "batch_size": None, "precision": None, "eta": 0.1}},
-}
+# the value of a model / train / retrain key that neither params.yaml nor the protocol sets
+# (declared in grmu.schema: the embedded datasets' small CPU setup, a small CNN, 10 epochs); a
+# RETRAIN variant's lr / batch_size / precision left null trains with train's / the model's
+DEFAULTS = PROTOCOL_DEFAULTS
 FILE_KEYS = {"description", "base", *DEFAULTS}
 
 
@@ -110,8 +104,9 @@ def _pick(given, proto, default, data_dir: str, key: str, source: dict):
     if isinstance(default, dict):
         out = {}
         for sub, sub_default in default.items():
-            out[sub] = _pick((given or {}).get(sub), (proto or {}).get(sub), sub_default, data_dir, f"{key}.{sub}",
-                             source)
+            out[sub] = _pick(
+                (given or {}).get(sub), (proto or {}).get(sub), sub_default, data_dir, f"{key}.{sub}", source
+            )
         return out
     if given is not None:
         source[key] = "params"
@@ -131,8 +126,9 @@ def resolve(params: dict) -> tuple[dict, dict]:
     values = load_protocol(name)["values"] if name else {}
     sections, source = {}, {}
     for section, defaults in DEFAULTS.items():
-        sections[section] = _pick(params.get(section) or {}, values.get(section), defaults, str(params["data_dir"]),
-                                  section, source)
+        sections[section] = _pick(
+            params.get(section) or {}, values.get(section), defaults, str(params["data_dir"]), section, source
+        )
     proto_model = values.get("model") or {}
     if source["model.pretrained"] == "protocol" and sections["model"]["arch"] != proto_model.get("arch"):
         sections["model"]["pretrained"] = DEFAULTS["model"]["pretrained"]  # the weights of another architecture

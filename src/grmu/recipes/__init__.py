@@ -11,11 +11,12 @@ An entry applies when each of its match keys (``method``, ``reweight``, ``ratio`
 earlier ones. ``unlearn`` sets keys of the shared ``unlearn`` section, ``options`` the
 method's own options (``methods.<method>``).
 
-Precedence, lowest first: built-in defaults (``UNLEARN_DEFAULTS`` here, each method's
-registered options) < recipe < ``params.yaml``. A key set to ``null``
+Precedence, lowest first: built-in defaults (``unlearn`` in ``grmu.schema``, each method's
+declared options) < recipe < ``params.yaml``. A key set to ``null``
 in ``params.yaml`` (or left out) takes the recipe's value, so ``dvc exp run -S unlearn.lr=0.1``
 always wins. ``recipe: auto`` uses the recipe named like the dataset when there is one.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -25,24 +26,10 @@ import yaml
 
 from grmu import GrmuError
 from grmu.config import check_loop_section, section_options
-from grmu.protocols import SAM_DEFAULTS, chosen_file
+from grmu.protocols import chosen_file
+from grmu.schema import UNLEARN_DEFAULTS  # the paper's common setup (fact sheet §5.1)
 
 HERE = Path(__file__).parent
-# the paper's common unlearning setup (fact sheet §5.1): the value of an `unlearn` key that
-# neither params.yaml nor the recipe sets
-UNLEARN_DEFAULTS = {
-    "epochs": 10,
-    "batch_size": 64,
-    "lr": 0.01,
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "warmup_epochs": 0,
-    "schedule": "cosine",
-    "augment": True,
-    "optimizer": "sgd",
-    # SAM as an unlearning algorithm (grmu.sam); each key resolved on its own
-    "sam": SAM_DEFAULTS,
-}
 MATCH_KEYS = ("method", "reweight", "ratio", "multi_group")
 ENTRY_KEYS = set(MATCH_KEYS) | {"unlearn", "options", "note"}
 FILE_KEYS = {"description", "entries", "base"}
@@ -109,19 +96,27 @@ def resolve(params: dict, method_defaults: dict, ratio: float) -> dict:
     Returns ``{"recipe", "unlearn", "options", "source"}``; ``source[key]`` is ``default``,
     ``recipe`` or ``params`` (keys of options are prefixed ``methods.<m>.``)."""
     method = params["method"]
-    context = {"method": method, "reweight": params["reweight"], "ratio": ratio,
-               "multi_group": (params.get("forget") or {}).get("multi_group")}
+    context = {
+        "method": method,
+        "reweight": params["reweight"],
+        "ratio": ratio,
+        "multi_group": (params.get("forget") or {}).get("multi_group"),
+    }
     name = recipe_name(params)
     rec_unlearn, rec_options = recipe_values(name, context)
     section_options(params, "methods", method, method_defaults)  # refuses unknown option names
     given_options = (params.get("methods") or {}).get(method) or {}
     for key in rec_options:
         if key not in method_defaults:
-            raise GrmuError(f"recipe {name} sets unknown option '{key}' of method {method}; "
-                            f"valid: {', '.join(sorted(method_defaults))}")
+            raise GrmuError(
+                f"recipe {name} sets unknown option '{key}' of method {method}; "
+                f"valid: {', '.join(sorted(method_defaults))}"
+            )
     for key in rec_unlearn:
         if key not in UNLEARN_DEFAULTS:
-            raise GrmuError(f"recipe {name} sets unknown key 'unlearn.{key}'; valid: {', '.join(sorted(UNLEARN_DEFAULTS))}")
+            raise GrmuError(
+                f"recipe {name} sets unknown key 'unlearn.{key}'; valid: {', '.join(sorted(UNLEARN_DEFAULTS))}"
+            )
     out = {"recipe": name, "unlearn": {}, "options": {}, "source": {}}
     for section, defaults, rec, given, prefix in (
         ("unlearn", UNLEARN_DEFAULTS, rec_unlearn, params.get("unlearn") or {}, "unlearn."),
@@ -159,8 +154,9 @@ def recipe_table(name: str, ratios, multi_group=None) -> str:
     for spec in list_methods():
         for rw in (False, True):
             for r in ratios:
-                unl, opts = recipe_values(name, {"method": spec.name, "reweight": rw, "ratio": r,
-                                                 "multi_group": multi_group})
+                unl, opts = recipe_values(
+                    name, {"method": spec.name, "reweight": rw, "ratio": r, "multi_group": multi_group}
+                )
                 sets = " ".join([f"{k}={v}" for k, v in unl.items()] + [f"{k}={v}" for k, v in opts.items()])
                 label = f"{spec.name}{'+reweight' if rw else ''}"
                 lines.append(f"  {label:20s} r={r:<4g} {sets or '(built-in defaults)'}")

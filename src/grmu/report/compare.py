@@ -1,4 +1,5 @@
 """Comparing experiments: `grmu report` over every committed result and DVC experiment."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,11 +41,20 @@ def load_experiments(repo: str | Path = ".", num: int = 1) -> list[dict]:
         if summary is None or per_seed is None:
             continue  # a commit without results
         s = json.loads(summary)
-        out.append({"name": row.get("Experiment") or rev, "rev": rev, "dataset": s.get("dataset"), "method": s["method"],
-                    "reweight": bool(s["reweight"]), "pretrain": s.get("pretrain", "plain"),
-                    "unlearn_sam": s.get("unlearn_sam", "plain"), "reference": s.get("reference", GOLD),
-                    "forget": s.get("forget", "group"),
-                    "per_seed": pd.read_csv(io.StringIO(per_seed))})
+        out.append(
+            {
+                "name": row.get("Experiment") or rev,
+                "rev": rev,
+                "dataset": s.get("dataset"),
+                "method": s["method"],
+                "reweight": bool(s["reweight"]),
+                "pretrain": s.get("pretrain", "plain"),
+                "unlearn_sam": s.get("unlearn_sam", "plain"),
+                "reference": s.get("reference", GOLD),
+                "forget": s.get("forget", "group"),
+                "per_seed": pd.read_csv(io.StringIO(per_seed)),
+            }
+        )
     return out
 
 
@@ -128,8 +138,9 @@ def named(experiments: list[dict], patterns: list[str] | None) -> list[dict]:
     return chosen
 
 
-def report(repo: str | Path, out_dir: str | Path, num: int = 1, dataset: str | None = None,
-           names: list[str] | None = None) -> str:
+def report(
+    repo: str | Path, out_dir: str | Path, num: int = 1, dataset: str | None = None, names: list[str] | None = None
+) -> str:
     """Write ``methods.md``, ``methods.csv``, ``avg_gap_vs_ratio.{csv,png}`` into ``out_dir``;
     return the Markdown table. ``names``: only the experiments matching these globs."""
     experiments = of_dataset(named(load_experiments(repo, num), names), dataset)
@@ -137,8 +148,10 @@ def report(repo: str | Path, out_dir: str | Path, num: int = 1, dataset: str | N
     reference = experiments[0]["reference"]
     table = summary_table(df, labels, reference)
     out_dir = Path(out_dir)
-    md = ("# Unlearning methods vs references\n\nMean ± std over seeds; Δ, avg. gap, ToW and ToW-MIA against "
-          f"{LABELS[reference]} of the same seed, ratio and pretraining.\n\n" + to_markdown(table))
+    md = (
+        "# Unlearning methods vs references\n\nMean ± std over seeds; Δ, avg. gap, ToW and ToW-MIA against "
+        f"{LABELS[reference]} of the same seed, ratio and pretraining.\n\n" + to_markdown(table)
+    )
     write_text(out_dir / "methods.md", md)
     write_text(out_dir / "methods.csv", table.to_csv(index=False))
     wide = plot_gap_vs_ratio(df, labels, out_dir / "avg_gap_vs_ratio.png")

@@ -8,6 +8,7 @@ ratio and seed: ``Δ_k = |m_k − ref_k|`` and ``avg. gap = 100 − mean_k Δ_k`
 mean ± std over seeds (numpy ``std``, ddof = 0) of the metrics, the deltas and the gap. The
 overall avg. gap of an experiment is the mean over seeds of each seed's mean over ratios.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,12 @@ from grmu.runtime import read_json
 
 GOLD = "retrain_reweight"  # the group-robust paper's reference; eval.reference may choose another
 MODELS = ("pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned")
-LABELS = {"pretrain": "PRETRAIN", "retrain_erm": "RETRAIN", "retrain_reweight": "RETRAIN+REWEIGHT",
-          "retrain_gdro": "RETRAIN+Group-DRO"}
+LABELS = {
+    "pretrain": "PRETRAIN",
+    "retrain_erm": "RETRAIN",
+    "retrain_reweight": "RETRAIN+REWEIGHT",
+    "retrain_gdro": "RETRAIN+Group-DRO",
+}
 SUBSET_KEYS = ("acc_high", "acc_mid", "acc_low")  # accuracies of the memorization subsets (grmu.memorization)
 EXTRA_KEYS = ("WG", "DP", "EP", "MIA_AUC", "MIA_SVC", *SUBSET_KEYS)
 SUMMARY_EXTRA = ("WG", *SUBSET_KEYS)
@@ -92,13 +97,28 @@ def overall_gap(df: pd.DataFrame, model: str = "unlearned") -> tuple[float, floa
     return float(per_seed.mean()), float(per_seed.std(ddof=0))
 
 
-def summary_json(df: pd.DataFrame, method: str, reweight: bool, reference: str = GOLD, pretrain: str = "plain",
-                 unlearn: str = "plain", dataset: str | None = None) -> dict:
+def summary_json(
+    df: pd.DataFrame,
+    method: str,
+    reweight: bool,
+    reference: str = GOLD,
+    pretrain: str = "plain",
+    unlearn: str = "plain",
+    dataset: str | None = None,
+) -> dict:
     """Compact metrics for ``dvc metrics show`` / ``dvc exp show``; ``pretrain`` / ``unlearn``
     label the SAM settings of training and unlearning (``grmu.sam.sam_tag``) for ``grmu report``."""
     gap, gap_std = overall_gap(df)
-    out = {"dataset": dataset, "method": method, "reweight": reweight, "pretrain": pretrain, "unlearn_sam": unlearn,
-           "reference": reference, "avg_gap": round(gap, 3), "avg_gap_std": round(gap_std, 3)}
+    out = {
+        "dataset": dataset,
+        "method": method,
+        "reweight": reweight,
+        "pretrain": pretrain,
+        "unlearn_sam": unlearn,
+        "reference": reference,
+        "avg_gap": round(gap, 3),
+        "avg_gap_std": round(gap_std, 3),
+    }
     for key in ("ToW", "ToW_MIA"):
         per_seed = df[df["model"] == "unlearned"].groupby("seed")[key].mean()
         out[key], out[f"{key}_std"] = round(float(per_seed.mean()), 3), round(float(per_seed.std(ddof=0)), 3)

@@ -8,6 +8,7 @@ the references (PRETRAIN, RETRAIN, RETRAIN + REWEIGHT) and the unlearned model (
 reports the run's method with the run's REWEIGHT setting), per metric: ours (mean ± std over
 seeds, ddof 0), the paper's, and ours − the paper's.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -29,15 +30,19 @@ def paper_table() -> pd.DataFrame:
     return pd.read_csv(PAPER_CSV)
 
 
-def compare_to_paper(per_seed: pd.DataFrame, dataset: str, method: str, reweight: bool, groups: int = 1) -> pd.DataFrame:
+def compare_to_paper(
+    per_seed: pd.DataFrame, dataset: str, method: str, reweight: bool, groups: int = 1
+) -> pd.DataFrame:
     """One row per (ratio, model, metric) that both report: ``ours``, ``ours_std``, ``paper``,
     ``paper_std`` and ``diff`` (ours − paper). ``model`` is grmu's name (``unlearned`` for the
     run's method)."""
     paper = paper_table()
     known = paper[["dataset", "groups"]].drop_duplicates().itertuples(index=False)
     if (dataset, groups) not in {(d, g) for d, g in known}:
-        have = ", ".join(f"{d} ({g} group{'s' if g > 1 else ''})" for d, g in
-                         paper[["dataset", "groups"]].drop_duplicates().itertuples(index=False))
+        have = ", ".join(
+            f"{d} ({g} group{'s' if g > 1 else ''})"
+            for d, g in paper[["dataset", "groups"]].drop_duplicates().itertuples(index=False)
+        )
         raise GrmuError(f"the paper reports no results for {dataset} with {groups} forget group(s); it reports: {have}")
     paper = paper[(paper["dataset"] == dataset) & (paper["groups"] == groups)]
     pairs = [(m, m, m == "retrain_reweight") for m in LABELS] + [("unlearned", method, bool(reweight))]
@@ -52,9 +57,18 @@ def compare_to_paper(per_seed: pd.DataFrame, dataset: str, method: str, reweight
                     continue
                 values = ours[metric].to_numpy(dtype=float)
                 mean, p = float(np.nanmean(values)), theirs.loc[metric]
-                rows.append({"ratio": float(ratio), "model": ours_model, "metric": metric, "ours": mean,
-                             "ours_std": float(np.nanstd(values)), "paper": float(p["mean"]),
-                             "paper_std": float(p["std"]), "diff": mean - float(p["mean"])})
+                rows.append(
+                    {
+                        "ratio": float(ratio),
+                        "model": ours_model,
+                        "metric": metric,
+                        "ours": mean,
+                        "ours_std": float(np.nanstd(values)),
+                        "paper": float(p["mean"]),
+                        "paper_std": float(p["std"]),
+                        "diff": mean - float(p["mean"]),
+                    }
+                )
     return pd.DataFrame(rows, columns=["ratio", "model", "metric", "ours", "ours_std", "paper", "paper_std", "diff"])
 
 
@@ -62,22 +76,39 @@ def paper_markdown(cmp: pd.DataFrame, dataset: str, method: str, reweight: bool,
     """``cmp`` as one markdown table per ratio: a row per model, a cell per metric holding
     ``ours / paper (ours − paper)``."""
     label = {**LABELS, "unlearned": f"{method.upper()}{'+REWEIGHT' if reweight else ''}"}
-    lines = [f"{dataset} ({groups} forget group{'s' if groups > 1 else ''}): ours / the paper's (ours − paper), "
-             "means over seeds"]
+    lines = [
+        f"{dataset} ({groups} forget group{'s' if groups > 1 else ''}): ours / the paper's (ours − paper), "
+        "means over seeds"
+    ]
     if cmp.empty:
         return "\n".join(lines + ["(no ratio of this run is in the paper's tables)"])
     metrics = [m for m in METRICS if m in set(cmp["metric"])]
     for ratio, at in cmp.groupby("ratio"):
-        lines += ["", f"ratio {ratio:g}", "", "| model | " + " | ".join(m.replace("_", ". ") for m in metrics) + " |",
-                  "|---|" + "---|" * len(metrics)]
+        lines += [
+            "",
+            f"ratio {ratio:g}",
+            "",
+            "| model | " + " | ".join(m.replace("_", ". ") for m in metrics) + " |",
+            "|---|" + "---|" * len(metrics),
+        ]
         for model in [m for m in label if m in set(at["model"])]:
             cells = at[at["model"] == model].set_index("metric")
-            lines.append(f"| {label[model]} | " + " | ".join(
-                f"{cells.loc[m, 'ours']:.1f} / {cells.loc[m, 'paper']:.1f} ({cells.loc[m, 'diff']:+.1f})"
-                if m in cells.index else "–" for m in metrics) + " |")
+            lines.append(
+                f"| {label[model]} | "
+                + " | ".join(
+                    f"{cells.loc[m, 'ours']:.1f} / {cells.loc[m, 'paper']:.1f} ({cells.loc[m, 'diff']:+.1f})"
+                    if m in cells.index
+                    else "–"
+                    for m in metrics
+                )
+                + " |"
+            )
     if method not in set(paper_table()["model"]) or "unlearned" not in set(cmp["model"]):
-        lines += ["", f"(the paper reports no {label['unlearned']}; its methods: l1_sparse, salun, scrub, miu, "
-                      "each with and without REWEIGHT)"]
+        lines += [
+            "",
+            f"(the paper reports no {label['unlearned']}; its methods: l1_sparse, salun, scrub, miu, "
+            "each with and without REWEIGHT)",
+        ]
     return "\n".join(lines)
 
 

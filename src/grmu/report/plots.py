@@ -1,4 +1,5 @@
 """Figures (matplotlib, Agg backend), each written atomically."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +34,14 @@ def plot_ga(wide: pd.DataFrame, df: pd.DataFrame, path: Path, title: str, unlear
     metric = curve_metric(df)
     std = df.groupby(["ratio", "model"])[metric].std(ddof=0).unstack("model")
     for model in wide.columns[1:]:
-        ax.errorbar(wide["ratio"], wide[model], yerr=std[model].to_numpy(), marker="o", capsize=3,
-                    label=LABELS.get(model, unlearned_label))
+        ax.errorbar(
+            wide["ratio"],
+            wide[model],
+            yerr=std[model].to_numpy(),
+            marker="o",
+            capsize=3,
+            label=LABELS.get(model, unlearned_label),
+        )
     ax.set_xlabel("unlearning ratio")
     ax.set_ylabel("GA: test accuracy of the forget group (%)" if metric == "GA" else "UA: forget-set accuracy (%)")
     ax.set_title(title)

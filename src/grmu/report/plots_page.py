@@ -10,6 +10,7 @@ The libraries come from the npm registry, as the packages' release tarballs fetc
 ``npm pack`` into a cache folder (or copied there by hand on a machine without npm), each
 checked against the sha512 pinned below before anything is read from it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,12 +26,24 @@ from grmu import GrmuError
 # (package, version, file in the tarball, npm's sha512 integrity of the tarball): the versions
 # dvc-render's default page loads
 LIBRARIES = (
-    ("vega", "5.20.2", "package/build/vega.min.js",
-     "sha512-qmH7aD9GGPpssVdxL1xgcdxTbQzyRUeRR16Os385ymvQhiwCYQNA6+eXUPAZDTVLfk0RXu6Jzj6kUE5jQ80EVw=="),
-    ("vega-lite", "5.2.0", "package/build/vega-lite.min.js",
-     "sha512-Yxcg8MvYfxHcG6BbkaKT0oVCIMIcE19UvqIsEwBmyd/7h2nzW7oRnID81T8UrY7hpDrIr6wa2JADOT2dhGNErw=="),
-    ("vega-embed", "6.18.2", "package/build/vega-embed.min.js",
-     "sha512-wcDyQPE4J5aiCDc3/suH5RQDvrKkjuLkhzUcbOLwEkNF8/+pp17tS0JghzEvAPNRg+5aG1/N2ydixq8Lk3dOlg=="),
+    (
+        "vega",
+        "5.20.2",
+        "package/build/vega.min.js",
+        "sha512-qmH7aD9GGPpssVdxL1xgcdxTbQzyRUeRR16Os385ymvQhiwCYQNA6+eXUPAZDTVLfk0RXu6Jzj6kUE5jQ80EVw==",
+    ),
+    (
+        "vega-lite",
+        "5.2.0",
+        "package/build/vega-lite.min.js",
+        "sha512-Yxcg8MvYfxHcG6BbkaKT0oVCIMIcE19UvqIsEwBmyd/7h2nzW7oRnID81T8UrY7hpDrIr6wa2JADOT2dhGNErw==",
+    ),
+    (
+        "vega-embed",
+        "6.18.2",
+        "package/build/vega-embed.min.js",
+        "sha512-wcDyQPE4J5aiCDc3/suH5RQDvrKkjuLkhzUcbOLwEkNF8/+pp17tS0JghzEvAPNRg+5aG1/N2ydixq8Lk3dOlg==",
+    ),
 )
 TEMPLATE_NAME = "plots.html"
 PAGE = """<!DOCTYPE html>
@@ -72,8 +85,10 @@ def fetch(cache: Path) -> None:
         return
     npm = shutil.which("npm")
     if npm is None:
-        raise GrmuError(f"npm not found; install Node.js, or copy {', '.join(m.replace('@', '-') + '.tgz' for m in missing)} "
-                        f"(npm pack {' '.join(missing)}) into {cache}")
+        raise GrmuError(
+            f"npm not found; install Node.js, or copy {', '.join(m.replace('@', '-') + '.tgz' for m in missing)} "
+            f"(npm pack {' '.join(missing)}) into {cache}"
+        )
     cache.mkdir(parents=True, exist_ok=True)
     r = subprocess.run([npm, "pack", *missing, "--pack-destination", str(cache)], capture_output=True, text=True)
     if r.returncode != 0:
@@ -88,8 +103,10 @@ def scripts(cache: Path) -> str:
         path = tarball(cache, name, version)
         got = integrity(path)
         if got != pinned:
-            raise GrmuError(f"{path} is not {name} {version} as published (sha512 {got[:24]}…, expected "
-                            f"{pinned[:24]}…); delete it and run `grmu plots-page` again")
+            raise GrmuError(
+                f"{path} is not {name} {version} as published (sha512 {got[:24]}…, expected "
+                f"{pinned[:24]}…); delete it and run `grmu plots-page` again"
+            )
         with tarfile.open(path, "r:gz") as tar:
             code = tar.extractfile(member).read().decode("utf-8")
         if "</script" in code.lower():  # would end the inline element early

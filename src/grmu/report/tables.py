@@ -1,4 +1,5 @@
 """Tables and plot data of one experiment (``metrics/``, ``plots/``) and of several (``grmu report``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -82,10 +83,16 @@ def group_acc_long(df: pd.DataFrame, group_names: list[str], method: str, reweig
     r = df["ratio"].max()
     rows = []
     for model in [m for m in MODELS if m in set(df["model"])]:
-        accs = np.nanmean(np.array(df[(df["ratio"] == r) & (df["model"] == model)]["group_acc"].tolist(), dtype=float), 0)
+        accs = np.nanmean(
+            np.array(df[(df["ratio"] == r) & (df["model"] == model)]["group_acc"].tolist(), dtype=float), 0
+        )
         for gi, acc in enumerate(accs):
-            rows.append({"group": f"{group_names[gi]} | {model_label(model, method, reweight)}",
-                         "accuracy": round(float(acc), 3)})
+            rows.append(
+                {
+                    "group": f"{group_names[gi]} | {model_label(model, method, reweight)}",
+                    "accuracy": round(float(acc), 3),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -2,6 +2,7 @@
 (`eval.reference`, default RETRAIN+REWEIGHT), and this
 experiment's results: metrics/summary.json, metrics/table.{md,csv}, metrics/per_seed.csv and
 the plot data and figure in plots/."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,8 @@ from grmu.splits import forget_groups
 def unlearn_settings(eval_dir, ratios, seeds) -> dict:
     """The resolved ``unlearn`` settings of this experiment, as the unlearned checkpoint recorded them."""
     return read_json(Path(eval_dir) / "unlearned" / f"{ratios[0]}-{seeds[0]}.json", "evaluation")["trained"].get(
-        "unlearn", {})
+        "unlearn", {}
+    )
 
 
 def forget_tag(params: dict) -> str:
@@ -39,35 +41,61 @@ def run(params: dict, eval_dir, logs_dir, prepared_meta: dict, metrics_dir, plot
     df = add_gaps(collect(eval_dir, ratios, seeds), reference)
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
     table = summary_table(df, labels_for(method, reweight), reference)
-    header = (f"# {prepared_meta['dataset']}: {model_label('unlearned', method, reweight)} vs references\n\n"
-              f"Mean ± std over seeds {list(seeds)}; Δ, avg. gap, ToW and ToW-MIA against "
-              f"{model_label(reference, method, reweight)} of the same seed and ratio. "
-              f"Forget groups: {forget_groups(params['forget'], prepared_meta)}.\n\n")
+    header = (
+        f"# {prepared_meta['dataset']}: {model_label('unlearned', method, reweight)} vs references\n\n"
+        f"Mean ± std over seeds {list(seeds)}; Δ, avg. gap, ToW and ToW-MIA against "
+        f"{model_label(reference, method, reweight)} of the same seed and ratio. "
+        f"Forget groups: {forget_groups(params['forget'], prepared_meta)}.\n\n"
+    )
     write_text(metrics_dir / "table.md", header + to_markdown(table))
     with_paths = [(metrics_dir / "table.csv", table), (metrics_dir / "per_seed.csv", df.drop(columns=["group_acc"]))]
     for path, frame in with_paths:
         write_text(path, frame.to_csv(index=False))
-    write_json(metrics_dir / "summary.json",
-               {**summary_json(df, method, reweight, reference, sam_tag(params["train"]["sam"]),
-                               sam_tag(unlearn_settings(eval_dir, ratios, seeds).get("sam")), prepared_meta["dataset"]),
-                "forget": forget_tag(params), "env": environments(eval_dir, ratios, seeds)})
+    write_json(
+        metrics_dir / "summary.json",
+        {
+            **summary_json(
+                df,
+                method,
+                reweight,
+                reference,
+                sam_tag(params["train"]["sam"]),
+                sam_tag(unlearn_settings(eval_dir, ratios, seeds).get("sam")),
+                prepared_meta["dataset"],
+            ),
+            "forget": forget_tag(params),
+            "env": environments(eval_dir, ratios, seeds),
+        },
+    )
 
-    names = [f"g{i} ({prepared_meta['classes'][i // prepared_meta['n_attrs']]}, "
-             f"{prepared_meta['attrs'][i % prepared_meta['n_attrs']]})"
-             for i in range(prepared_meta["n_classes"] * prepared_meta["n_attrs"])]
+    names = [
+        f"g{i} ({prepared_meta['classes'][i // prepared_meta['n_attrs']]}, "
+        f"{prepared_meta['attrs'][i % prepared_meta['n_attrs']]})"
+        for i in range(prepared_meta["n_classes"] * prepared_meta["n_attrs"])
+    ]
     wide = ga_vs_ratio(df)
     write_text(plots_dir / "ga_vs_ratio.csv", wide.to_csv(index=False))
     write_text(plots_dir / "group_acc.csv", group_acc_long(df, names, method, reweight).to_csv(index=False))
     ref_models = ["pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro"]
     r_max, s0 = max(ratios), seeds[0]
-    write_text(plots_dir / "curves_reference.csv", curves(logs_dir, r_max, s0, "val_acc", ref_models).to_csv(index=False))
+    write_text(
+        plots_dir / "curves_reference.csv", curves(logs_dir, r_max, s0, "val_acc", ref_models).to_csv(index=False)
+    )
     unl = pd.DataFrame()
     for metric in ("val_acc", "forget_acc"):
         c = curves(logs_dir, r_max, s0, metric, ["unlearned"])
         if not c.empty:
-            unl = c.rename(columns={"unlearned": metric}) if unl.empty else unl.merge(
-                c.rename(columns={"unlearned": metric}), on="epoch")
+            unl = (
+                c.rename(columns={"unlearned": metric})
+                if unl.empty
+                else unl.merge(c.rename(columns={"unlearned": metric}), on="epoch")
+            )
     write_text(plots_dir / "curves_unlearn.csv", unl.to_csv(index=False))
-    plot_ga(wide, df, plots_dir / "ga_vs_ratio.png", f"{prepared_meta['dataset']}: GA vs unlearning ratio",
-            model_label("unlearned", method, reweight))
+    plot_ga(
+        wide,
+        df,
+        plots_dir / "ga_vs_ratio.png",
+        f"{prepared_meta['dataset']}: GA vs unlearning ratio",
+        model_label("unlearned", method, reweight),
+    )
     return df

@@ -1,6 +1,7 @@
 """Stage `forget_set@{seed}`: draw the forget set of every ratio once and persist it (group and
 random kinds: ``grmu.splits``; memorization kind: selected by the seed's memorization scores,
 ``grmu.memorization``). ``run`` draws one, ``run_seed`` one per ratio (``{ratio}.json``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,9 @@ from grmu.prepared import load_prepared
 from grmu.splits import forget_groups, forget_size, kind_pool, resolve_groups, sample_forget, save_forget
 
 
-def run(params: dict, prepared: str | Path, ratio: float, seed: int, out: str | Path,
-        memorization: str | Path | None = None) -> dict:
+def run(
+    params: dict, prepared: str | Path, ratio: float, seed: int, out: str | Path, memorization: str | Path | None = None
+) -> dict:
     prep = load_prepared(prepared)
     forget, kind, count = params["forget"], params["forget"]["kind"], params["forget"]["count"]
     groups = resolve_groups(prep, forget_groups(forget, prep.meta))

@@ -11,6 +11,7 @@ with the checkpoint's; ``file`` reads precomputed scores under ``data_dir``. ``n
 and random forget sets) computes nothing and writes a file that says so. Also writes the
 scores' histogram for ``dvc plots``.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,8 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from grmu import GrmuError
-from grmu.memorization import (ESTIMATES, PROXIES, heldout_design, heldout_scores, proxy_scores,
-                               read_scores_file, resolve_score, save_scores, should_stop, symmetric_kl)
+from grmu.memorization import (
+    ESTIMATES,
+    PROXIES,
+    heldout_design,
+    heldout_scores,
+    proxy_scores,
+    read_scores_file,
+    resolve_score,
+    save_scores,
+    should_stop,
+    symmetric_kl,
+)
 from grmu.prepared import Prepared, load_prepared
 from grmu.runtime import run_info, write_text
 
@@ -80,8 +91,14 @@ class ProxyRecorder:
         if self.batch is not None:
             with torch.no_grad():
                 p = logits.detach().double().softmax(1)
-                rows = torch.stack([p.gather(1, y[:, None]).squeeze(1), p.max(1).values,
-                                    torch.special.xlogy(p, p).sum(1), (p.argmax(1) == y).double()])
+                rows = torch.stack(
+                    [
+                        p.gather(1, y[:, None]).squeeze(1),
+                        p.max(1).values,
+                        torch.special.xlogy(p, p).sum(1),
+                        (p.argmax(1) == y).double(),
+                    ]
+                )
                 b = self.batch.to(self.counts.device)
                 self.sums[:, b] += rows.cpu()
                 self.counts[b] += 1
@@ -112,11 +129,26 @@ def ho_ret(params: dict, prep: Prepared, train: np.ndarray, seed: int, original)
     model = new_model(params["model"], prep, seed, load_weights=False)
     load_checkpoint(original, model)
     before = predict(model, prep, train, bs).double().softmax(1).numpy()
-    cfg = {**params["train"], "lr": mem["ft_lr"], "epochs": mem["ft_epochs"], "schedule": "const",
-           "warmup_epochs": 0, "augment": False, "optimizer": "sgd", "sam": None}
+    cfg = {
+        **params["train"],
+        "lr": mem["ft_lr"],
+        "epochs": mem["ft_epochs"],
+        "schedule": "const",
+        "warmup_epochs": 0,
+        "augment": False,
+        "optimizer": "sgd",
+        "sam": None,
+    }
     p = Pass("test", prep.indices("test"), batch_size=cfg["batch_size"])
-    fit(model, prep, lambda e: [p], cfg, seed=seed, desc=f"ho_ret s{seed}",
-        stop=lambda history: should_stop([row["loss_test"] for row in history]))
+    fit(
+        model,
+        prep,
+        lambda e: [p],
+        cfg,
+        seed=seed,
+        desc=f"ho_ret s{seed}",
+        stop=lambda history: should_stop([row["loss_test"] for row in history]),
+    )
     after = predict(model, prep, train, bs).double().softmax(1).numpy()
     return symmetric_kl(before, after)
 
@@ -154,8 +186,10 @@ def run(params: dict, prepared, seed: int, out, hist_out, original=None) -> dict
     save_scores(out, train if len(scores) else np.zeros(0, dtype=np.int64), scores, score, run_info(seed))
     write_text(hist_out, histogram_csv(scores, score))
     if len(scores):
-        print(f"memorization seed={seed}: {score} scores of {len(scores)} training samples in {time.time() - t0:.1f}s, "
-              f"mean {scores.mean():.3f}, range [{scores.min():.3f}, {scores.max():.3f}]")
+        print(
+            f"memorization seed={seed}: {score} scores of {len(scores)} training samples in {time.time() - t0:.1f}s, "
+            f"mean {scores.mean():.3f}, range [{scores.min():.3f}, {scores.max():.3f}]"
+        )
     else:
         print(f"memorization seed={seed}: none (forget.kind '{params['forget']['kind']}' needs no scores)")
     return {"score": score, "scores": scores}

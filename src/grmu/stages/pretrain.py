@@ -2,6 +2,7 @@
 save the checkpoint and, beside it, the model's outputs on every sample (``grmu.inference``).
 
 ``train_and_save`` is the body shared with the RETRAIN stages (``grmu.stages.retrain``)."""
+
 from __future__ import annotations
 
 import time
@@ -17,8 +18,19 @@ from grmu.runtime import close_live, live_run, run_info
 from grmu.train import Pass, ce_loss, fit
 
 
-def train_and_save(params: dict, cfg: dict, prep: Prepared, idx: np.ndarray, seed: int, out, live_dir, name: str,
-                   loss=ce_loss, weights: np.ndarray | None = None, settings: dict | None = None) -> dict:
+def train_and_save(
+    params: dict,
+    cfg: dict,
+    prep: Prepared,
+    idx: np.ndarray,
+    seed: int,
+    out,
+    live_dir,
+    name: str,
+    loss=ce_loss,
+    weights: np.ndarray | None = None,
+    settings: dict | None = None,
+) -> dict:
     """Train a fresh model of ``params['model']`` with ``cfg`` on samples ``idx`` (drawn with
     ``weights`` when given), keep the best-validation-accuracy epoch and save it to ``out``, its
     outputs on every sample beside it (``grmu.inference.outputs_path``).
@@ -30,16 +42,39 @@ def train_and_save(params: dict, cfg: dict, prep: Prepared, idx: np.ndarray, see
     with live_run(live_dir if main else None) as live:
         p = Pass("train", idx, loss, cfg["batch_size"], weights)
         t0 = time.time()
-        model, history = fit(model, prep, lambda e: [p], cfg, seed=seed, val_idx=prep.indices("val"),
-                             select_best=True, live=live, desc=f"{name} s{seed}")
+        model, history = fit(
+            model,
+            prep,
+            lambda e: [p],
+            cfg,
+            seed=seed,
+            val_idx=prep.indices("val"),
+            select_best=True,
+            live=live,
+            desc=f"{name} s{seed}",
+        )
         seconds = time.time() - t0
-        info = {"name": name, "seed": seed, "n_train": int(len(idx)), "protocol": protocol_name(params),
-                "model": dict(params["model"]), "train": cfg, **(settings or {}), "history": history,
-                "run": run_info(seed)}
+        info = {
+            "name": name,
+            "seed": seed,
+            "n_train": int(len(idx)),
+            "protocol": protocol_name(params),
+            "model": dict(params["model"]),
+            "train": cfg,
+            **(settings or {}),
+            "history": history,
+            "run": run_info(seed),
+        }
         close_live(live, "train_seconds", seconds)
         if main:
-            save_outputs(outputs_path(out), model, prep, params["eval"]["batch_size"],
-                         {k: v for k, v in info.items() if k != "history"}, f"{name} seed {seed}")
+            save_outputs(
+                outputs_path(out),
+                model,
+                prep,
+                params["eval"]["batch_size"],
+                {k: v for k, v in info.items() if k != "history"},
+                f"{name} seed {seed}",
+            )
             save_checkpoint(out, model.cpu(), info)
     if main:
         print(f"{name} seed={seed}: best val acc {max(h['val_acc'] for h in history):.2f} in {seconds:.1f}s")

@@ -2,6 +2,7 @@
 from scratch on its remaining set only (never a forget sample): ``erm`` (plain), ``reweight``
 (REWEIGHT sampler) or ``gdro`` (Group-DRO loss with a group-balanced sampler); best-validation
 epoch. ``run`` trains one model, ``run_seed`` those of every ratio."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,5 +49,15 @@ def run(params: dict, prepared, variant: str, forget_path, seed: int, out, live_
 def run_seed(params: dict, prepared, variant: str, forget_dir, seed: int, out_dir, live_dir=None) -> list[dict]:
     """``run`` for every ratio: forget set ``forget_dir/{ratio}.json``, checkpoint
     ``out_dir/{ratio}.pt`` (outputs ``{ratio}.npz``), curves ``live_dir/{ratio}``."""
-    return [run(params, prepared, variant, Path(forget_dir) / f"{r}.json", seed, Path(out_dir) / f"{r}.pt",
-                None if live_dir is None else Path(live_dir) / str(r)) for r in params["ratios"]]
+    return [
+        run(
+            params,
+            prepared,
+            variant,
+            Path(forget_dir) / f"{r}.json",
+            seed,
+            Path(out_dir) / f"{r}.pt",
+            None if live_dir is None else Path(live_dir) / str(r),
+        )
+        for r in params["ratios"]
+    ]

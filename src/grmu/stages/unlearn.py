@@ -2,6 +2,7 @@
 seed, once per ratio (its forget set); keep the last epoch (unlearning does no model selection);
 save each checkpoint and its outputs on every sample. ``run`` unlearns one forget set,
 ``run_seed`` every ratio's."""
+
 from __future__ import annotations
 
 import time
@@ -27,18 +28,40 @@ def run(params: dict, prepared, pretrained, forget_path, seed: int, out, live_di
     load_checkpoint(pretrained, model)
     model.to(device())
     with live_run(live_dir) as live:
-        ctx = UnlearnContext(model=model, prep=prep, forget_idx=forget, remaining_idx=remaining_indices(prep, forget),
-                             cfg=settings["unlearn"], options=options, reweight=params["reweight"], seed=seed, live=live,
-                             subsets=fs.get("subsets"))
+        ctx = UnlearnContext(
+            model=model,
+            prep=prep,
+            forget_idx=forget,
+            remaining_idx=remaining_indices(prep, forget),
+            cfg=settings["unlearn"],
+            options=options,
+            reweight=params["reweight"],
+            seed=seed,
+            live=live,
+            subsets=fs.get("subsets"),
+        )
         t0 = time.time()
         model = spec.run(ctx)
-        info = {"name": spec.name, "reweight": params["reweight"], "recipe": settings["recipe"],
-                "unlearn": settings["unlearn"], "options": options, "source": settings["source"], "seed": seed,
-                "run": run_info(seed)}
+        info = {
+            "name": spec.name,
+            "reweight": params["reweight"],
+            "recipe": settings["recipe"],
+            "unlearn": settings["unlearn"],
+            "options": options,
+            "source": settings["source"],
+            "seed": seed,
+            "run": run_info(seed),
+        }
         seconds = time.time() - t0
         close_live(live, "unlearn_seconds", seconds)
-        save_outputs(outputs_path(out), model, prep, params["eval"]["batch_size"], info,
-                     f"unlearn {spec.name} r={fs['ratio']} seed={seed}")
+        save_outputs(
+            outputs_path(out),
+            model,
+            prep,
+            params["eval"]["batch_size"],
+            info,
+            f"unlearn {spec.name} r={fs['ratio']} seed={seed}",
+        )
         save_checkpoint(out, model.cpu(), info)
     print(f"unlearn {spec.name}{'+reweight' if params['reweight'] else ''} seed={seed}: {seconds:.1f}s")
     return {**info, "unlearn_seconds": seconds}
@@ -47,5 +70,15 @@ def run(params: dict, prepared, pretrained, forget_path, seed: int, out, live_di
 def run_seed(params: dict, prepared, pretrained, forget_dir, seed: int, out_dir, live_dir=None) -> list[dict]:
     """``run`` for every ratio: forget set ``forget_dir/{ratio}.json``, checkpoint
     ``out_dir/{ratio}.pt`` (outputs ``{ratio}.npz``), curves ``live_dir/{ratio}``."""
-    return [run(params, prepared, pretrained, Path(forget_dir) / f"{r}.json", seed, Path(out_dir) / f"{r}.pt",
-                None if live_dir is None else Path(live_dir) / str(r)) for r in params["ratios"]]
+    return [
+        run(
+            params,
+            prepared,
+            pretrained,
+            Path(forget_dir) / f"{r}.json",
+            seed,
+            Path(out_dir) / f"{r}.pt",
+            None if live_dir is None else Path(live_dir) / str(r),
+        )
+        for r in params["ratios"]
+    ]
