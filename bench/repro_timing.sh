@@ -5,6 +5,8 @@
 #   3. a method switch, `dvc exp run -S method=scrub` (reruns unlearn, its evaluation, aggregate),
 # and prints the number of stages and the size of dvc.lock.
 # Usage: bash bench/repro_timing.sh   (from the repo root, with .venv set up; run it alone)
+#        KEEP=DIR bash bench/repro_timing.sh   also copies the cold run's dvc.lock, data/, models/,
+#        metrics/ and plots/ to DIR (to commit them, or to compare with tools/compare_outputs.py)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -18,18 +20,19 @@ t0=$(date +%s.%N)
 dvc repro 2>&1 | python "$root/bench/stage_times.py" > repro.log || { tail -30 repro.log; exit 1; }
 grep -q "^total" repro.log && [ -f metrics/summary.json ] || { tail -30 repro.log; exit 1; }
 t1=$(date +%s.%N)
+stages=$(python -c "import yaml; print(len(yaml.safe_load(open('dvc.lock'))['stages']))")
+lock_kb=$(python -c "import os; print(round(os.path.getsize('dvc.lock') / 1024, 1))")
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp -r dvc.lock data models metrics plots "$KEEP"/; fi
+t1b=$(date +%s.%N)  # (counting the lock and the copy are not timed)
 dvc repro -q > /dev/null 2>&1; t2=$(date +%s.%N)
 git add -A >/dev/null 2>&1; git commit -qm "cold repro" >/dev/null 2>&1 || true
 dvc exp run -q -S method=scrub > exp.log 2>&1 || { tail -20 exp.log; exit 1; }; t3=$(date +%s.%N)
 sed -n '/^stage  /,$p' repro.log
-git checkout -q -- dvc.lock 2>/dev/null || true  # the cold run's lock, not the experiment's
-stages=$(python -c "import yaml; print(len(yaml.safe_load(open('dvc.lock'))['stages']))")
-lock_kb=$(python -c "import os; print(round(os.path.getsize('dvc.lock') / 1024, 1))")
-python - "$t0" "$t1" "$t2" "$t3" "$stages" "$lock_kb" <<'PY'
+python - "$t0" "$t1" "$t1b" "$t2" "$t3" "$stages" "$lock_kb" <<'PY'
 import sys
-t0, t1, t2, t3, n, kb = map(float, sys.argv[1:])
+t0, t1, t1b, t2, t3, n, kb = map(float, sys.argv[1:])
 print(f"cold dvc repro: {t1 - t0:.1f} s for {int(n)} stages (dvc.lock {kb:g} KB)")
-print(f"no-op dvc repro: {t2 - t1:.1f} s")
+print(f"no-op dvc repro: {t2 - t1b:.1f} s")
 print(f"method switch (dvc exp run -S method=scrub): {t3 - t2:.1f} s")
 PY
 cat metrics/table.md

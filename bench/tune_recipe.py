@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from grmu.config import validate
-from grmu.inference import outputs_path
+from grmu.outputs import outputs_path
 from grmu.metrics import METRIC_KEYS, avg_gap, tow
 from grmu.stages import evaluate, forget_set, prepare, pretrain, retrain, unlearn
 

@@ -3,7 +3,7 @@ outputs on every sample are saved beside the checkpoint (.npz)."""
 
 from grmu.config import load_params
 from grmu.distributed import processes
-from grmu.inference import outputs_path
+from grmu.outputs import outputs_path
 from grmu.runtime import ArgumentParser, removed_on_failure, stage_main
 from grmu.stages import pretrain
 

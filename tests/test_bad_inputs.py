@@ -161,7 +161,7 @@ def test_params_file_that_is_not_yaml(tmp_path, capsys):
 def work(prepared_dir, tmp_path):
     """A copy of the prepared data, a params file (one ratio, one seed), the seed's forget set and
     a (tiny, untrained) PRETRAIN checkpoint with its outputs, in the pipeline's layout."""
-    from grmu.inference import save_outputs
+    from grmu.outputs import save_outputs
     from grmu.models import model_for, save_checkpoint
     from grmu.prepared import load_prepared
 
@@ -252,12 +252,12 @@ def test_damaged_model_outputs(work, capsys, damage, fragment):
 def test_truncated_prepared_inputs(work, capsys):
     data = (work / "prep/inputs.pt").read_bytes()
     (work / "prep/inputs.pt").write_bytes(data[: len(data) // 2])
-    assert_one_line(*run_script("evaluate.py", evaluate_argv(work), capsys, work), "cannot read the prepared dataset")
+    assert_one_line(*run_script("unlearn.py", unlearn_argv(work), capsys, work), "cannot read the prepared dataset")
 
 
 def test_prepared_table_and_inputs_disagree(work, capsys):
     torch.save(torch.zeros(3, 3, 14, 14, dtype=torch.uint8), work / "prep/inputs.pt")
-    assert_one_line(*run_script("evaluate.py", evaluate_argv(work), capsys, work), "is inconsistent")
+    assert_one_line(*run_script("unlearn.py", unlearn_argv(work), capsys, work), "is inconsistent")
 
 
 @pytest.mark.parametrize(

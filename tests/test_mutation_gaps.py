@@ -168,7 +168,7 @@ def test_unlearn_seeds_the_run_records_its_settings_and_applies_the_recipe_entry
 
 
 def test_evaluate_writes_the_run_and_the_model_info_of_its_outputs(prep, prepared_dir, tmp_path, capsys):
-    from grmu.inference import save_outputs
+    from grmu.outputs import save_outputs
     from grmu.models import new_model
     from grmu.runtime import run_info
     from grmu.splits import sample_forget, save_forget

@@ -137,7 +137,7 @@ def test_poisoned_model_outputs_are_refused(prep, tmp_path):
     """The outputs that evaluate@{model} reads are numpy archives: a pickled object in one never runs."""
     import numpy as np
 
-    from grmu.inference import load_outputs
+    from grmu.outputs import load_outputs
 
     marker = tmp_path / "ran"
     payload = np.empty((len(prep.y), 2), dtype=object)

@@ -60,7 +60,7 @@ def test_evaluate_measures_each_metric_on_its_own_set(prepared_dir, trained):
 
 @pytest.mark.parametrize("kind,fairness,ga", [("random", False, False), ("group", False, True)])
 def test_evaluate_omits_metrics_a_dataset_without_groups_cannot_have(tmp_path, kind, fairness, ga):
-    from grmu.inference import save_outputs
+    from grmu.outputs import save_outputs
     from grmu.models import new_model
     from grmu.stages.prepare import run as prepare
 
@@ -179,7 +179,8 @@ def test_a_model_stage_saves_its_outputs_on_every_sample_as_an_evaluation_would_
     sample (each split in its own batches), with the checkpoint's info less its history."""
     import torch
 
-    from grmu.inference import load_outputs, predictions
+    from grmu.inference import predictions
+    from grmu.outputs import load_outputs
     from grmu.prepared import SPLITS
 
     p, d = trained
@@ -284,3 +285,24 @@ def test_a_failed_stage_removes_every_file_it_wrote(tmp_path):
     with removed_on_failure(tmp_path / "kept"):
         pass
     assert (tmp_path / "kept").is_dir()
+
+
+def test_the_stages_that_read_only_tables_never_import_torch(prepared_dir, trained, tmp_path):
+    """forget_set and aggregate read tables and JSON only: no torch import (2 s of each such
+    stage's start-up). (evaluate records torch's version and the device in its run info.)"""
+    import subprocess
+    import sys
+
+    p, _ = trained
+    code = (
+        "import sys, pathlib\n"
+        "from grmu.config import validate\n"
+        "from grmu.stages import aggregate, forget_set\n"
+        f"p = validate({{**{p!r}, 'ratios': [0.5, 0.9]}})\n"
+        f"forget_set.run_seed(p, {str(prepared_dir)!r}, 0, pathlib.Path({str(tmp_path)!r}) / 'forget')\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert sorted(f.name for f in (tmp_path / "forget").iterdir()) == ["0.5.json", "0.9.json"]

@@ -94,29 +94,35 @@ def save_prepared(out_dir: str | Path, table, inputs, meta: dict) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_prepared(out_dir: str | Path) -> Prepared:
+def load_prepared(out_dir: str | Path, inputs: bool = True) -> Prepared:
+    """The prepared dataset in ``out_dir``. ``inputs=False``: the table and meta only (``inputs``
+    is None; torch is not imported), for the stages that never run a model."""
     import pandas as pd
-    import torch
 
     from grmu.runtime import read_json
 
     out_dir = Path(out_dir)
     meta = read_json(out_dir / "meta.json", "prepared dataset")
+    tensor = None
     try:
         table = pd.read_csv(out_dir / "samples.csv")
-        # weights_only: a tensor and nothing else; a tampered file can never run code
-        inputs = torch.load(out_dir / "inputs.pt", mmap=True, weights_only=True)
-        if not isinstance(inputs, torch.Tensor):
-            raise ValueError(f"inputs.pt holds a {type(inputs).__name__}, not a tensor")
+        if inputs:
+            import torch
+
+            # weights_only: a tensor and nothing else; a tampered file can never run code
+            tensor = torch.load(out_dir / "inputs.pt", mmap=True, weights_only=True)
+            if not isinstance(tensor, torch.Tensor):
+                raise ValueError(f"inputs.pt holds a {type(tensor).__name__}, not a tensor")
     except Exception as e:  # pandas, pickle, zipfile, torch raise many types for a damaged file
         raise GrmuError.wrap(f"cannot read the prepared dataset in {out_dir} (rerun `dvc repro prepare`)", e) from e
-    if len(table) != len(inputs) or not (table["index"].to_numpy() == np.arange(len(table))).all():
+    rows = len(table) if tensor is None else len(tensor)
+    if len(table) != rows or not (table["index"].to_numpy() == np.arange(len(table))).all():
         raise GrmuError(f"prepared dataset in {out_dir} is inconsistent; rerun `dvc repro prepare`")
     return Prepared(
         split=table["split"].to_numpy().astype(str),
         y=table["y"].to_numpy().astype(np.int64),
         a=table["a"].to_numpy().astype(np.int64),
         g=table["g"].to_numpy().astype(np.int64),
-        inputs=inputs,
+        inputs=tensor,
         meta=meta,
     )

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from grmu import GrmuError
+
+if TYPE_CHECKING:  # torch is imported where it is used: reports read sam_tag without it
+    import torch
 
 # true while the loss is recomputed at the perturbed point: a loss with state (Group-DRO's q)
 # updates it once per batch, on the first pass only
@@ -57,6 +58,8 @@ def sam_tag(cfg: dict | None) -> str:
 @contextmanager
 def bn_stats_frozen(model):
     """BatchNorm layers with momentum 0 inside the block (running stats kept), restored after."""
+    import torch
+
     saved = []
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -79,6 +82,8 @@ def sam_gradient(
     ``closure()`` recomputes the loss of the same batch. ``before_combine(model)``, when given,
     runs on ``g_adv`` before the combination (how upstream's Sharp MinMax applies its mask,
     fact sheet §4 "Leak"). Returns the loss at the perturbed point (detached)."""
+    import torch
+
     sigma = 1.0 if cfg["mode"] == "min" else -1.0
     lamb, rho = float(cfg["lamb"]), float(cfg["rho"])
     params = [p for p in model.parameters() if p.grad is not None]

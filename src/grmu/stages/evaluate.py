@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grmu.inference import load_outputs
+from grmu.outputs import load_outputs
 from grmu.metrics import EVAL_SETS, split_metrics, subset_accuracies
 from grmu.prepared import load_prepared
 from grmu.runtime import run_info, write_json
@@ -18,7 +18,7 @@ MODELS = ("pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro", "unlear
 
 
 def run(params: dict, prepared, outputs, forget_path, model_name: str, out, prep=None) -> dict:
-    prep = prep or load_prepared(prepared)
+    prep = prep or load_prepared(prepared, inputs=False)
     fs = load_forget(forget_path, prep)
     outs = load_outputs(outputs, len(prep.y))
     forget = fs["forget"]
@@ -65,7 +65,7 @@ def outputs_file(models_dir, model: str, ratio, seed) -> Path:
 def run_model(params: dict, prepared, model: str, models_dir, forget_dir, out_dir) -> list[dict]:
     """``run`` for every (ratio, seed): outputs under ``models_dir/model`` (``outputs_file``),
     forget sets ``forget_dir/{seed}/{ratio}.json``, results ``out_dir/{ratio}-{seed}.json``."""
-    prep = load_prepared(prepared)
+    prep = load_prepared(prepared, inputs=False)
     return [
         run(
             params,

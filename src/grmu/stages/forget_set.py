@@ -16,7 +16,7 @@ from grmu.splits import forget_groups, forget_size, kind_pool, resolve_groups, s
 def run(
     params: dict, prepared: str | Path, ratio: float, seed: int, out: str | Path, memorization: str | Path | None = None
 ) -> dict:
-    prep = load_prepared(prepared)
+    prep = load_prepared(prepared, inputs=False)
     forget, kind, count = params["forget"], params["forget"]["kind"], params["forget"]["count"]
     groups = resolve_groups(prep, forget_groups(forget, prep.meta))
     pool = kind_pool(prep, groups, kind)

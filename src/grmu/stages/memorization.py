@@ -164,10 +164,10 @@ def histogram_csv(scores: np.ndarray, score: str) -> str:
 
 def run(params: dict, prepared, seed: int, out, hist_out, original=None) -> dict:
     """``original``: the PRETRAIN checkpoint of ``seed`` (read by ``ho_ret`` only)."""
-    prep = load_prepared(prepared)
-    train = prep.indices("train")
     mem = params["memorization"]
     score = resolve_score(mem["score"], params["forget"]["kind"])
+    prep = load_prepared(prepared, inputs=score not in ("none", "file"))  # the others train or run models
+    train = prep.indices("train")
     t0 = time.time()
     if score == "none":
         scores = np.zeros(0)

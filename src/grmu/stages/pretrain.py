@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from grmu.distributed import is_main
-from grmu.inference import outputs_path, save_outputs
+from grmu.outputs import outputs_path, save_outputs
 from grmu.models import new_model, save_checkpoint
 from grmu.prepared import Prepared, load_prepared
 from grmu.protocols import protocol_name

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from grmu.inference import outputs_path, save_outputs
+from grmu.outputs import outputs_path, save_outputs
 from grmu.methods import UnlearnContext, get_method
 from grmu.models import load_checkpoint, new_model, save_checkpoint
 from grmu.prepared import load_prepared
