@@ -35,7 +35,9 @@ def _env(**extra) -> dict:
     return env
 
 
-def _retrain_cmd(params_file, prepared_dir, forget, variant, out) -> list[str]:
+def _retrain_cmd(params_file, prepared_dir, forget_dir, variant, out_dir) -> list[str]:
+    """The retrain stage of seed 0 (every ratio of the params file: its forget set in
+    ``forget_dir``, its checkpoint in ``out_dir``)."""
     return [
         sys.executable,
         str(ROOT / "stages/retrain.py"),
@@ -46,11 +48,11 @@ def _retrain_cmd(params_file, prepared_dir, forget, variant, out) -> list[str]:
         "--variant",
         variant,
         "--forget",
-        str(forget),
+        str(forget_dir),
         "--seed",
         "0",
         "--out",
-        str(out),
+        str(out_dir),
     ]
 
 
@@ -65,19 +67,20 @@ def _setup(tmp_path, prepared_dir, ratio, remainder, **train):
     in the last batch of the remaining set (1: the first process gets none of them). A small lr:
     at the default one these tiny runs amplify float rounding (1 vs 2 threads differ by 1e-2)."""
     prep = load_prepared(prepared_dir)
-    forget = tmp_path / "forget.json"
+    forget = tmp_path / "forget" / f"{ratio}.json"
     forget_set(small_params(), prepared_dir, ratio, 0, forget)
     n = len(remaining_indices(prep, load_forget(forget, prep)["forget"]))
     bs = next(b for b in range(60, 400) if n % b == remainder)
     files = {}
     for procs in (1, 2):
         p = small_params(
+            ratios=[ratio],
             train={"batch_size": bs, "epochs": 2, "lr": 0.002, **train},
             distributed={"processes": procs, "backend": "gloo"},
         )
         files[procs] = tmp_path / f"params{procs}.yaml"
         files[procs].write_text(yaml.safe_dump(p))
-    return prep, forget, files
+    return prep, forget.parent, files
 
 
 def _assert_same_run(a, b, prep):
@@ -106,7 +109,7 @@ def _assert_same_run(a, b, prep):
 )
 def test_two_processes_equal_one(tmp_path, prepared_dir, variant, ratio, remainder, train):
     prep, forget, files = _setup(tmp_path, prepared_dir, ratio, remainder, **train)
-    out = {n: tmp_path / f"{n}.pt" for n in (1, 2)}
+    out = {n: tmp_path / f"out{n}" for n in (1, 2)}
     for n in (1, 2):
         r = subprocess.run(
             _retrain_cmd(files[n], prepared_dir, forget, variant, out[n]),
@@ -117,8 +120,8 @@ def test_two_processes_equal_one(tmp_path, prepared_dir, variant, ratio, remaind
         )
         assert r.returncode == 0, r.stderr[-3000:]
     assert "distributed: 2 processes (gloo)" in r.stderr
-    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["1.pt", "2.pt"]  # rank 1 wrote nothing
-    _assert_same_run(out[1], out[2], prep)
+    assert sorted(p.name for p in out[2].iterdir()) == [f"{ratio}.npz", f"{ratio}.pt"]
+    _assert_same_run(out[1] / f"{ratio}.pt", out[2] / f"{ratio}.pt", prep)
 
 
 @pytest.mark.slow
@@ -133,7 +136,7 @@ def test_two_machines_meet_at_a_rendezvous(tmp_path, prepared_dir):
         extra = f"--nnodes 2 --node-rank {node} --master-addr 127.0.0.1 --master-port {port}"
         nodes.append(
             subprocess.Popen(
-                _retrain_cmd(files[2], prepared_dir, forget, "erm", tmp_path / f"n{node}.pt"),
+                _retrain_cmd(files[2], prepared_dir, forget, "erm", tmp_path / f"n{node}"),
                 env=_env(GRMU_TORCHRUN=extra),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -142,8 +145,8 @@ def test_two_machines_meet_at_a_rendezvous(tmp_path, prepared_dir):
         )
     results = [p.communicate(timeout=600) for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
-    assert sorted(p.name for p in tmp_path.glob("n*.pt")) == ["n0.pt"]  # machine 0 holds rank 0
-    ref = tmp_path / "one.pt"
+    assert (tmp_path / "n0/0.5.pt").exists() and not (tmp_path / "n1").exists()  # machine 0 holds rank 0
+    ref = tmp_path / "one"
     r = subprocess.run(
         _retrain_cmd(files[1], prepared_dir, forget, "erm", ref),
         env=_env(),
@@ -152,7 +155,7 @@ def test_two_machines_meet_at_a_rendezvous(tmp_path, prepared_dir):
         timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    _assert_same_run(ref, tmp_path / "n0.pt", prep)
+    _assert_same_run(ref / "0.5.pt", tmp_path / "n0/0.5.pt", prep)
 
 
 def test_shards_cover_each_batch_once(monkeypatch):

@@ -5,12 +5,12 @@ epoch. ``run`` trains one model, ``run_seed`` those of every ratio."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
 from grmu import GrmuError
 from grmu.prepared import load_prepared
+from grmu.stages import ratio_files
 from grmu.robust import GroupDRO, group_balanced_weights, reweight_weights
 from grmu.splits import load_forget, remaining_indices
 from grmu.stages.pretrain import train_and_save
@@ -47,17 +47,6 @@ def run(params: dict, prepared, variant: str, forget_path, seed: int, out, live_
 
 
 def run_seed(params: dict, prepared, variant: str, forget_dir, seed: int, out_dir, live_dir=None) -> list[dict]:
-    """``run`` for every ratio: forget set ``forget_dir/{ratio}.json``, checkpoint
-    ``out_dir/{ratio}.pt`` (outputs ``{ratio}.npz``), curves ``live_dir/{ratio}``."""
-    return [
-        run(
-            params,
-            prepared,
-            variant,
-            Path(forget_dir) / f"{r}.json",
-            seed,
-            Path(out_dir) / f"{r}.pt",
-            None if live_dir is None else Path(live_dir) / str(r),
-        )
-        for r in params["ratios"]
-    ]
+    """``run`` for every ratio (``grmu.stages.ratio_files``: where each one's files lie)."""
+    files = ratio_files(params, forget_dir, out_dir, live_dir)
+    return [run(params, prepared, variant, forget, seed, out, live) for forget, out, live in files]

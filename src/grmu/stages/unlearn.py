@@ -6,12 +6,12 @@ save each checkpoint and its outputs on every sample. ``run`` unlearns one forge
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from grmu.outputs import outputs_path, save_outputs
 from grmu.methods import UnlearnContext, get_method
 from grmu.models import load_checkpoint, new_model, save_checkpoint
 from grmu.prepared import load_prepared
+from grmu.stages import ratio_files
 from grmu.recipes import resolve
 from grmu.runtime import close_live, device, live_run, run_info
 from grmu.splits import load_forget, remaining_indices
@@ -68,17 +68,6 @@ def run(params: dict, prepared, pretrained, forget_path, seed: int, out, live_di
 
 
 def run_seed(params: dict, prepared, pretrained, forget_dir, seed: int, out_dir, live_dir=None) -> list[dict]:
-    """``run`` for every ratio: forget set ``forget_dir/{ratio}.json``, checkpoint
-    ``out_dir/{ratio}.pt`` (outputs ``{ratio}.npz``), curves ``live_dir/{ratio}``."""
-    return [
-        run(
-            params,
-            prepared,
-            pretrained,
-            Path(forget_dir) / f"{r}.json",
-            seed,
-            Path(out_dir) / f"{r}.pt",
-            None if live_dir is None else Path(live_dir) / str(r),
-        )
-        for r in params["ratios"]
-    ]
+    """``run`` for every ratio (``grmu.stages.ratio_files``: where each one's files lie)."""
+    files = ratio_files(params, forget_dir, out_dir, live_dir)
+    return [run(params, prepared, pretrained, forget, seed, out, live) for forget, out, live in files]
