@@ -16,7 +16,8 @@ from grmu.methods import miu as miu_mod
 from grmu.methods import salun as salun_mod
 from grmu.methods import scrub as scrub_mod
 from grmu.models import build_model
-from grmu.inference import to_input
+from grmu.inference import autocast, to_input
+from grmu.prepared import Prepared
 from grmu.train import Pass, fit
 
 # every registered method, so that a new method's file is picked up by the generic tests below
@@ -450,7 +451,8 @@ def test_miu_tuning_steps_features_and_model_mode(prep, split, pretrained):
 def test_miu_defaults_run_as_the_official_code(prep, split, pretrained, monkeypatch):
     """Fact sheet §5.5 / §8.4: 101 then 11 estimator updates, both estimators tuned on the
     unlearned model's features in train mode (its BN running stats absorb the tuning batches),
-    the tuning batches always augmented, z_o from the original model in train mode."""
+    the tuning batches always augmented, z_o from the original model in the code's mode for the
+    architecture (auto: train for image models, eval for BERT)."""
     spec = get_method("miu")
     assert {
         k: spec.options[k]
@@ -469,7 +471,7 @@ def test_miu_defaults_run_as_the_official_code(prep, split, pretrained, monkeypa
         "original_features": "unlearned",
         "tune_mode": "train",
         "tune_augment": "always",
-        "original_mode": "train",
+        "original_mode": "auto",
         "marginal": "uniform",
     }
     augmented = []
@@ -508,10 +510,11 @@ def test_miu_defaults_run_as_the_official_code(prep, split, pretrained, monkeypa
     assert not augmented
 
 
-@pytest.mark.parametrize("mode", ["train", "eval"])
-def test_miu_original_mode_sets_how_z_o_is_computed(prep, split, pretrained, mode):
-    ctx = make_ctx(prep, split, pretrained, "miu", tune_steps_first=0, original_mode=mode)
+@pytest.mark.parametrize("option", ["auto", "train", "eval"])
+def test_miu_original_mode_sets_how_z_o_is_computed(prep, split, pretrained, option):
+    ctx = make_ctx(prep, split, pretrained, "miu", tune_steps_first=0, original_mode=option)
     st = miu_mod.MIU(ctx)
+    mode = "train" if option == "auto" else option  # auto on an image arch: the code's train mode
     kept = state(ctx.original)
     _, remaining = split
     x, y, g = inputs(prep, remaining[:32])
@@ -530,6 +533,64 @@ def test_miu_original_mode_sets_how_z_o_is_computed(prep, split, pretrained, mod
     assert all(torch.equal(v, kept[k]) for k, v in state(ctx.original).items())  # the context's original untouched
     drifted = any(not torch.equal(v, copy_before[k]) for k, v in state(st.original).items())
     assert drifted == (mode == "train")  # the code's original model: BN running stats drift
+
+
+def text_prep(n=24, length=6, vocab=50):
+    """A tiny prepared text dataset (token rows N x 3 x L, 2 classes x 2 attributes)."""
+    rng = np.random.default_rng(0)
+    y, a = np.arange(n) % 2, (np.arange(n) // 2) % 2
+    ids = torch.as_tensor(rng.integers(1, vocab, (n, 1, length)))
+    inputs = torch.cat([ids, torch.ones_like(ids), torch.zeros_like(ids)], 1).to(torch.int16)
+    meta = {"n_classes": 2, "n_attrs": 2, "input_shape": [3, length], "vocab_size": vocab}
+    return Prepared(np.array(["train"] * n), y, a, a + 2 * y, inputs, meta)
+
+
+def test_miu_auto_original_mode_is_eval_for_bert(prep, pretrained):
+    """The official BERT comes from ``from_pretrained`` (eval mode) and is never switched back:
+    its z_o has no dropout; the official ResNet stays in train mode."""
+    tp = text_prep()
+    model = build_model({"arch": "tiny_bert", "width": 16, "pretrained": "none"}, 2, [3, 6], vocab_size=50)
+    ctx = make_ctx(tp, (np.arange(4), np.arange(4, 24)), model.eval(), "miu", tune_steps_first=0)
+    st = miu_mod.MIU(ctx)
+    assert st.original_mode == "eval" and st.original is ctx.original and not st.original.training
+    x, y, g = to_input(tp.inputs[:8], "cpu"), torch.as_tensor(tp.y[:8]), torch.as_tensor(tp.g[:8])
+    seen = []
+    real = st.mi_original.forward
+    st.mi_original.forward = lambda z, *a: (seen.append(z.clone()), real(z, *a))[1]
+    torch.manual_seed(1)
+    st.retain_loss(ctx.model.train(), x, y, g)
+    with torch.no_grad():
+        no_dropout = ctx.original.eval().features(x)
+    assert torch.allclose(seen[0], no_dropout, atol=1e-6)
+    image = miu_mod.MIU(make_ctx(prep, (np.arange(4), np.arange(4, 40)), pretrained, "miu", tune_steps_first=0))
+    assert image.original_mode == "train" and image.original.training
+
+
+def test_miu_estimators_run_in_fp32_under_a_bf16_models_autocast(prep, split, pretrained, monkeypatch):
+    """A bf16 model's features are bf16 under its autocast; MIU's MINE runs on ``z.float()``
+    outside autocast (the official code) in the tuning, the forget and the retain pass."""
+    model = copy.deepcopy(pretrained)
+    model.precision = "bf16"
+    forget, remaining = split
+    x, _, _ = inputs(prep, remaining[:8])
+    with autocast(model):
+        assert model.features(x).dtype == torch.bfloat16  # autocast is on for this model
+    seen = []
+    real = miu_mod.MINE.scores
+
+    def spy(self, z, *groups):
+        out = real(self, z, *groups)
+        seen.extend(t.dtype for t in (out if isinstance(out, tuple) else (out,)))
+        return out
+
+    monkeypatch.setattr(miu_mod.MINE, "scores", spy)
+    cfg = unlearn_cfg(epochs=1, batch_size=32)
+    ctx = make_ctx(prep, split, model, "miu", cfg=cfg, tune_steps_first=2, forgetting_epochs=1)
+    assert ctx.model.precision == "bf16"
+    get_method("miu").run(ctx)
+    batches = math.ceil(len(forget) / 32) + 2 * math.ceil(len(remaining) / 32)  # retain: both estimators
+    assert len(seen) == 2 * (2 * 2 + batches)  # joint and marginal scores; tuning: 2 steps x 2 estimators
+    assert set(seen) == {torch.float32}
 
 
 @pytest.mark.parametrize("marginal", ["shuffle", "uniform"])

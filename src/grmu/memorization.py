@@ -16,8 +16,10 @@ Scores are per training sample, oriented so that **larger means more memorized**
   low is grmu's low -> mid -> high, the order it uses for true memorization).
 * ``ho_ret`` (held-out retraining, [RUM] ``heldout_retrain.py``): a copy of the PRETRAIN model
   is fine-tuned on the test split (constant-lr SGD, ``memorization.ft_lr`` / ``ft_epochs``,
-  stopping after ``HO_RET_PATIENCE`` epochs without a lower training loss, as upstream); the
-  score of a training sample is the symmetric KL ``(KL(p||q) + KL(q||p)) / 2`` between the two
+  stopping after ``HO_RET_PATIENCE`` epochs without a lower training loss: the epoch's
+  sample-weighted mean, where upstream compares sums of batch means, which differ when the
+  last batch is partial); the score of a training sample is the symmetric KL
+  ``(KL(p||q) + KL(q||p)) / 2`` between the two
   models' softmax outputs (probabilities clamped at 1e-10, as upstream). A sample whose
   prediction moves when the model learns from other data is one the model held by memory, so
   larger already means more memorized (upstream's high = top KL too; no negation).
@@ -28,8 +30,11 @@ Scores are per training sample, oriented so that **larger means more memorized**
 Selection (as upstream ``main_forget.py``): stable descending sort of the training samples by
 score (ties keep index order); high = first n, low = last n, mid = the n closest to the centre
 (0.5 for memorization scores, the median for proxies and ``ho_ret``) after a stable re-sort of the descending
-list; mix = the first n//3 of high, of mid and the last n//3 of low. The accuracy subsets that
-evaluation reports are high[:n//3], mid[:n//3] and low[-n//3:] (upstream: 1,000 of 3,000), so
+list; mix = the first n//3 of high, of mid and the last n//3 of low (upstream's ``low[-n//3:]``
+takes ceil(n/3) when 3 does not divide n). The proxies are sorted negated, so their tied
+samples come in the reverse of upstream's order (docs/datasets.md, "Differences from
+upstream"). The accuracy subsets that evaluation reports are high[:n//3], mid[:n//3] and
+low[-(n//3):] (upstream: 1,000 of 3,000), so
 for ``mix`` they are exactly the three parts of the forget set. One difference: the mid third
 is taken from the samples that are in neither the high nor the low third. Upstream
 concatenates the three as they are, which on a dataset with few samples near the centre

@@ -20,7 +20,7 @@ MARGINALS = ("shuffle", "uniform")
 ORIGINAL_FEATURES = ("original", "unlearned")
 TUNE_MODES = ("eval", "train")
 TUNE_AUGMENTS = ("always", "unlearn")
-ORIGINAL_MODES = ("train", "eval")
+ORIGINAL_MODES = ("auto", "train", "eval")
 # offsets that keep MIU's random streams apart from the training loop's (seeded with seed)
 _SAMPLING_STREAM, _INIT_STREAM = 303, 404
 
@@ -85,6 +85,17 @@ class MINE(nn.Module):
         return joint - log_term
 
 
+def resolve_original_mode(option: str, prep) -> str:
+    """The mode (``train`` or ``eval``) of the original model for ``z_o``. ``auto`` follows the
+    official code per architecture: ``train`` for the image models (its ResNet is never put in
+    eval mode), ``eval`` for the text models bert / tiny_bert (its BERT comes from
+    ``from_pretrained``, which ends in ``eval()``: no dropout in ``z_o``); the prepared inputs
+    tell them apart (token rows ``(3, L)`` feed only the text archs, ``grmu.models.build_model``)."""
+    if option != "auto":
+        return option
+    return "eval" if len(prep.meta["input_shape"]) == 2 else "train"
+
+
 def check_ablations(opts: dict, params: dict | None = None) -> None:
     """Refuse the three ablations at once (nothing would train); the ``check`` of the registration."""
     if opts["ablate_unlearn"] and opts["ablate_alignment"] and opts["ablate_retain"]:
@@ -114,10 +125,11 @@ class MIU:
             self.mi_unlearning = MINE(d_z, self.n_groups, self.o["mine_hidden"], self.o["ema_alpha"])
             self.mi_original = MINE(d_z, self.n_groups, self.o["mine_hidden"], self.o["ema_alpha"])
         self.estimators = (self.mi_unlearning, self.mi_original)
-        # the official code never puts the original model in eval mode: z_o then uses batch
-        # statistics (and dropout) and its BN running stats drift, so MIU takes its own copy
+        # the official code never puts its ResNet original in eval mode: z_o then uses batch
+        # statistics and its BN running stats drift, so MIU takes its own copy
         self.original = ctx.original
-        if self.o["original_mode"] == "train":
+        self.original_mode = resolve_original_mode(self.o["original_mode"], ctx.prep)
+        if self.original_mode == "train":
             self.original = copy.deepcopy(ctx.original).train()
         # in epoch 0 the model still is the original, so tuning can reuse its features
         self.starts_as_original = all(
@@ -131,6 +143,13 @@ class MIU:
         self.g_all = torch.as_tensor(ctx.prep.g).long()
         self.forget = ctx.forget_pass(self.forget_loss)
         self.remaining = ctx.remaining_pass(self.retain_loss)
+
+    def mi(self, estimator: MINE, z: torch.Tensor, g: torch.Tensor, g_bar: torch.Tensor) -> torch.Tensor:
+        """``estimator`` on ``z.float()`` outside the model's autocast, as the official code: a
+        bf16 model's features are cast up and the estimator runs in float32 (its scores, EMA and
+        gradients), while gradients still reach the model through the cast."""
+        with torch.autocast(self.dev.type, enabled=False):
+            return estimator(z.float(), g, g_bar)
 
     def marginal(self, g: torch.Tensor) -> torch.Tensor:
         """``g_bar``: groups paired with the batch's features as if drawn independently of them."""
@@ -168,7 +187,7 @@ class MIU:
             with torch.no_grad():
                 z_u = model.features(x)
                 z_o = z_u if shared else self.original.features(x)
-            loss = -(self.mi_unlearning(z_u, g, g_bar) + self.mi_original(z_o, g, g_bar))
+            loss = -(self.mi(self.mi_unlearning, z_u, g, g_bar) + self.mi(self.mi_original, z_o, g, g_bar))
             for opt in self.optimizers:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -182,7 +201,7 @@ class MIU:
 
     def forget_loss(self, model, x, y, g):
         """Step 2 (unlearning term, Eq. 3): ``+M_unl`` on a forget batch, minimised by the model."""
-        return self.mi_unlearning(model.features(x), g, self.marginal(g))
+        return self.mi(self.mi_unlearning, model.features(x), g, self.marginal(g))
 
     def retain_loss(self, model, x, y, g):
         """Step 3: ``CE + lambda_mi * (M_unl(z_u) - stopgrad M_orig(z_o))^2`` (Eqs. 7 and 6)."""
@@ -192,9 +211,9 @@ class MIU:
             loss = loss + F.cross_entropy(model.head(z), y)
         if not self.o["ablate_alignment"]:
             g_bar = self.marginal(g)
-            m_unl = self.mi_unlearning(z, g, g_bar)
+            m_unl = self.mi(self.mi_unlearning, z, g, g_bar)
             with torch.no_grad():
-                m_orig = self.mi_original(self.original.features(x), g, g_bar)
+                m_orig = self.mi(self.mi_original, self.original.features(x), g, g_bar)
             loss = loss + self.o["lambda_mi"] * F.mse_loss(m_unl, m_orig)
         return loss
 
@@ -232,7 +251,11 @@ class MIU:
         "tune_augment": Choice(
             "always", "augment tuning batches: always (the code) | unlearn (as unlearn.augment)", TUNE_AUGMENTS
         ),
-        "original_mode": Choice("train", "mode of the original model for z_o: train (the code) | eval", ORIGINAL_MODES),
+        "original_mode": Choice(
+            "auto",
+            "mode of the original model for z_o: auto (the code: train for image archs, eval for bert) | train | eval",
+            ORIGINAL_MODES,
+        ),
         "ablate_unlearn": Bool(False, "drop the unlearning term (paper Table 4)"),
         "ablate_alignment": Bool(False, "drop the calibration term (paper Table 4)"),
         "ablate_retain": Bool(False, "drop the CE term (paper Table 4)"),
@@ -244,7 +267,8 @@ def miu(ctx: UnlearnContext):
     Two MINE estimators (see ``MINE``) of ``I(z; g)``, ``g`` = group (y, a): ``mi_unlearning``
     and ``mi_original``, each with its own SGD(lr=mine_lr, momentum 0.9), updated only in
     step 1. ``z = model.features(x)`` is the penultimate feature (input of the linear head).
-    Each epoch (paper Algorithm 1):
+    The estimators always run in float32 on ``z.float()``, outside a bf16 model's autocast
+    (``model.precision``), as the official code runs them. Each epoch (paper Algorithm 1):
 
     1. tune: ``tune_steps_first`` updates in epoch 0, ``tune_steps`` later, each on a random
        batch (``unlearn.batch_size``, with the dataset's training augmentation: always, or as
@@ -291,10 +315,13 @@ def miu(ctx: UnlearnContext):
       forget samples) does not change the model.
     * ``tune_augment``: ``"always"`` (default, the official code: its tuning loader always
       has the train transform) or ``"unlearn"`` (as ``unlearn.augment``).
-    * ``original_mode``: mode of the original model when it computes ``z_o``. ``"train"``
-      (default, the official code never puts it in eval mode): batch statistics (and BERT's
-      dropout), on a copy owned by MIU whose BN running stats drift; ``"eval"`` (grmu's
-      choice): running statistics, the original model untouched.
+    * ``original_mode``: mode of the original model when it computes ``z_o``. ``"auto"``
+      (default) follows the official code per architecture (``resolve_original_mode``):
+      ``train`` for the image archs, ``eval`` for ``bert`` / ``tiny_bert``. ``"train"`` (the
+      code's ResNet, never put in eval mode): batch statistics (and BERT's dropout), on a copy
+      owned by MIU whose BN running stats drift; ``"eval"`` (the code's BERT, which
+      ``from_pretrained`` leaves in eval mode; grmu's choice for the image archs): running
+      statistics, no dropout, the original model untouched.
     * ``ablate_unlearn`` / ``ablate_alignment`` / ``ablate_retain`` (all false): drop the
       unlearning term (step 2), the calibration term, or the CE term (paper Table 4); not
       all three at once.

@@ -6,7 +6,8 @@
 design gives it, the last epoch of each; the proxies record every iteration of one training
 run that is PRETRAIN's (same seed and settings, so the same trajectory when the epochs match);
 ``ho_ret`` fine-tunes the PRETRAIN checkpoint of the seed on the test split (constant-lr
-SGD, no augmentation, early stopping as upstream) and compares its eval-mode outputs on train
+SGD, no augmentation; it stops after 4 epochs without a lower sample-weighted mean training loss,
+where upstream compares sums of batch means) and compares its eval-mode outputs on train
 with the checkpoint's; ``file`` reads precomputed scores under ``data_dir``. ``none`` (what ``auto`` means for group
 and random forget sets) computes nothing and writes a file that says so. Also writes the
 scores' histogram for ``dvc plots``.
