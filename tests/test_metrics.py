@@ -72,6 +72,32 @@ def test_mia_efficacy_detects_forgotten_vs_memorised_samples():
     assert single["MIA_config"] == "100-gini"
 
 
+@pytest.mark.parametrize("seed", [1, 6, 9])
+def test_mia_answers_are_those_of_a_fresh_forest_of_each_size(seed):
+    """The grid's smaller forests are read off one forest of 100 trees per criterion: MIA, its
+    AUC and config must be those of fresh fits of each size, the first of the best in grid order.
+    Fixtures: seed 1, every config ties on MIA and 20-gini's AUC is the lowest; seed 6, 50-gini and
+    100-gini tie with different AUCs; seed 9, 20-gini alone is best."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import roc_auc_score
+
+    from grmu.metrics import MIA_GRID
+
+    rng = np.random.default_rng(seed)
+    lr, lv, lf, lt = (rng.exponential(s, n) for s, n in ((0.5, 120), (0.7, 60), (0.6, 25), (0.7, 40)))
+    X, lab = np.r_[lr, lv].reshape(-1, 1), np.r_[np.ones(len(lr)), np.zeros(len(lv))]
+    best = None
+    for n, crit in MIA_GRID:
+        rf = RandomForestClassifier(n_estimators=n, criterion=crit, random_state=0).fit(X, lab)
+        eff = float((rf.predict(lf.reshape(-1, 1)) == 0).mean() * 100)
+        if best is None or eff > best["MIA"]:
+            p = rf.predict_proba(np.r_[lf, lt].reshape(-1, 1))[:, 1]
+            auc = float(roc_auc_score(np.r_[np.ones(len(lf)), np.zeros(len(lt))], p) * 100)
+            best = {"MIA": eff, "MIA_AUC": auc, "MIA_config": f"{n}-{crit}"}
+    assert mia_efficacy(lr, lv, lf, lt) == best
+    assert best["MIA_config"] == {1: "20-gini", 6: "50-gini", 9: "20-gini"}[seed]
+
+
 # --- asymmetric fixtures: every cell (y, a) has its own accuracy, so a swapped axis, a dropped
 # abs(), a forgotten cell or group, or a wrong split changes the number -----------------------
 

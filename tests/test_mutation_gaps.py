@@ -338,39 +338,29 @@ def recorder(monkeypatch):
     return _Recorder
 
 
-def test_mia_fits_the_papers_forest_grid_by_default_and_one_forest_in_single_mode(recorder):
+def test_mia_grows_one_forest_of_100_per_criterion_of_the_papers_grid(monkeypatch):
+    """The paper's grid; its forests are read off one forest of 100 trees per criterion, grown on
+    every core (the forest does not depend on it). That each size answers as a fresh forest of that
+    size, the first of the best winning: tests/test_metrics.py (fresh forests compared)."""
+    import sklearn.ensemble
+
     from grmu.metrics import MIA_GRID, mia_efficacy
 
-    losses = [np.linspace(0, 1, 8) for _ in range(4)]
-    recorder.answers = [(1, "up")] * 6
+    grown = []
+
+    class Spy(sklearn.ensemble.RandomForestClassifier):
+        def fit(self, X, y):
+            grown.append((self.n_estimators, self.criterion, self.random_state, self.n_jobs))
+            return super().fit(X, y)
+
+    monkeypatch.setattr(sklearn.ensemble, "RandomForestClassifier", Spy)
+    assert MIA_GRID == [(20, "gini"), (20, "entropy"), (50, "gini"), (50, "entropy"), (100, "gini"), (100, "entropy")]
+    losses = [np.linspace(0, 1, 8) + k for k in range(4)]
     assert mia_efficacy(*losses)["MIA_config"] == "20-gini"
-    cores = -1  # trees grown on every core (the forest does not depend on it)
-    assert recorder.made == [
-        {"n_estimators": n, "criterion": c, "random_state": 0, "n_jobs": cores} for n, c in MIA_GRID
-    ]
-    assert [(n, c) for n, c in MIA_GRID] == [
-        (20, "gini"),
-        (20, "entropy"),
-        (50, "gini"),
-        (50, "entropy"),
-        (100, "gini"),
-        (100, "entropy"),
-    ]
-    recorder.made = []
-    mia_efficacy(*losses, mode="single")
-    assert recorder.made == [{"n_estimators": 100, "criterion": "gini", "random_state": 0, "n_jobs": cores}]
-
-
-def test_mia_keeps_the_first_forest_of_the_best_efficacy_and_its_auc(recorder):
-    """Two forests call every forget sample a non-member (efficacy 100): the first one's AUC is
-    reported, not a later one's with the same efficacy."""
-    from grmu.metrics import mia_efficacy
-
-    recorder.answers = [(1, "up"), (0, "down"), (1, "up"), (0, "up"), (1, "up"), (1, "up")]
-    f, t = np.zeros(4), np.ones(4)
-    out = mia_efficacy(np.zeros(5), np.ones(5), f, t)
-    # "down": P(member) falls along [forget, test], so the forget samples score highest: AUC 100
-    assert out == {"MIA": 100.0, "MIA_AUC": 100.0, "MIA_config": "20-entropy"}
+    assert grown == [(100, "gini", 0, -1), (100, "entropy", 0, -1)]
+    grown.clear()
+    assert mia_efficacy(*losses, mode="single")["MIA_config"] == "100-gini"
+    assert grown == [(100, "gini", 0, -1)]
 
 
 def test_mia_svc_uses_the_sharp_unlearn_svm(recorder):

@@ -288,21 +288,29 @@ def test_a_failed_stage_removes_every_file_it_wrote(tmp_path):
 
 
 def test_the_stages_that_read_only_tables_never_import_torch(prepared_dir, trained, tmp_path):
-    """forget_set and aggregate read tables and JSON only: no torch import (2 s of each such
-    stage's start-up). (evaluate records torch's version and the device in its run info.)"""
+    """forget_set, evaluate and aggregate read tables, arrays and JSON only: no torch import (2 s
+    of each such stage's start-up); evaluate's run info then names torch's installed version."""
+    import shutil
     import subprocess
     import sys
+    from importlib import metadata
 
-    p, _ = trained
+    p, d = trained
+    (tmp_path / "models/pretrain").mkdir(parents=True)
+    shutil.copy(d / "pre.npz", tmp_path / "models/pretrain/0.npz")
     code = (
         "import sys, pathlib\n"
         "from grmu.config import validate\n"
-        "from grmu.stages import aggregate, forget_set\n"
-        f"p = validate({{**{p!r}, 'ratios': [0.5, 0.9]}})\n"
-        f"forget_set.run_seed(p, {str(prepared_dir)!r}, 0, pathlib.Path({str(tmp_path)!r}) / 'forget')\n"
+        "from grmu.stages import aggregate, evaluate, forget_set\n"
+        f"p = validate({{**{p!r}, 'ratios': [0.5, 0.9], 'seeds': [0]}})\n"
+        f"t = pathlib.Path({str(tmp_path)!r})\n"
+        f"forget_set.run_seed(p, {str(prepared_dir)!r}, 0, t / 'forget' / '0')\n"
+        f"evaluate.run_model(p, {str(prepared_dir)!r}, 'pretrain', t / 'models', t / 'forget', t / 'eval')\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
-    assert sorted(f.name for f in (tmp_path / "forget").iterdir()) == ["0.5.json", "0.9.json"]
+    assert sorted(f.name for f in (tmp_path / "forget/0").iterdir()) == ["0.5.json", "0.9.json"]
+    run = json.loads((tmp_path / "eval/0.9-0.json").read_text())["run"]
+    assert run["torch"] == metadata.version("torch") and "no torch computation" in run["device"]

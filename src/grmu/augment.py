@@ -19,15 +19,15 @@ Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 def _padded_crops(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
     """Each image padded by ``pad`` (background -1) and cropped back to its size at a random
-    offset in ``[0, 2 * pad]`` per axis, a different offset per image."""
-    h, w = x.shape[-2:]
+    offset in ``[0, 2 * pad]`` per axis, a different offset per image (one gather)."""
+    n, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), value=-1.0)
-    offs = torch.randint(0, 2 * pad + 1, (len(x), 2), generator=gen)
-    out = torch.empty_like(x)
-    for dy, dx in torch.unique(offs, dim=0).tolist():
-        sel = ((offs[:, 0] == dy) & (offs[:, 1] == dx)).nonzero().squeeze(1).to(x.device)
-        out[sel] = padded[sel, :, dy : dy + h, dx : dx + w]
-    return out
+    offs = torch.randint(0, 2 * pad + 1, (n, 2), generator=gen).to(x.device)
+    rows = offs[:, 0, None] + torch.arange(h, device=x.device)  # n x h
+    cols = offs[:, 1, None] + torch.arange(w, device=x.device)  # n x w
+    images = torch.arange(n, device=x.device)[:, None, None, None]
+    channels = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[images, channels, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def random_shift(x: torch.Tensor, gen: torch.Generator, frac: float = 0.1) -> torch.Tensor:

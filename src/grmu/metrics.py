@@ -97,29 +97,39 @@ def mia_efficacy(loss_remaining, loss_val, loss_forget, loss_test, mode: str = "
     (validation losses, label 0) from the per-sample cross-entropy loss alone; efficacy is
     the share of forget samples it calls non-members. ``best_of_grid`` (the paper's code and
     our default) fits the 6 forests n_estimators ∈ {20, 50, 100} × criterion ∈ {gini,
-    entropy} (random_state 0) and reports the highest efficacy, which is optimistic;
-    ``single`` fits only (100, gini). Also returns that forest's AUC of P(member) on
-    forget (1) vs test (0). The trees are grown on every core this process may use (n_jobs=-1; each
-    tree's seed is drawn before they are spread, so the forest is the same); predictions
-    sum the trees in order on one thread, so the floating-point sums are the same too.
+    entropy} (random_state 0) and reports the highest efficacy (the first in ``MIA_GRID`` order
+    on a tie), which is optimistic; ``single`` fits only (100, gini). Also returns that forest's
+    AUC of P(member) on forget (1) vs test (0).
+
+    A forest of n trees is the first n trees of the forest of 100 (scikit-learn draws the trees'
+    seeds in order from ``random_state``), so one forest of 100 trees is grown per criterion (200
+    trees instead of 340) and the smaller forests' P(member) are its running sums over its trees,
+    added in the order and divided as ``predict_proba`` does: every forest's answers are the ones a
+    fresh fit of that size gives (tests/test_metrics.py compares them). The trees are grown on every
+    core this process may use (n_jobs=-1; each tree's seed is drawn before they are spread).
     """
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import roc_auc_score
 
     X = np.concatenate([loss_remaining, loss_val]).reshape(-1, 1)
     lab = np.concatenate([np.ones(len(loss_remaining)), np.zeros(len(loss_val))])
+    scored = np.concatenate([loss_forget, loss_test]).reshape(-1, 1).astype(np.float32)  # as predict_proba
     grid = MIA_GRID if mode == "best_of_grid" else [(100, "gini")]
-    best = None
-    for n, crit in grid:
-        rf = RandomForestClassifier(n_estimators=n, criterion=crit, random_state=0, n_jobs=-1)
-        rf.fit(X, lab)
-        rf.set_params(n_jobs=1)
-        eff = float((rf.predict(np.reshape(loss_forget, (-1, 1))) == 0).mean() * 100)
-        if best is None or eff > best["MIA"]:
-            scores = rf.predict_proba(np.concatenate([loss_forget, loss_test]).reshape(-1, 1))[:, 1]
-            truth = np.concatenate([np.ones(len(loss_forget)), np.zeros(len(loss_test))])
-            best = {"MIA": eff, "MIA_AUC": float(roc_auc_score(truth, scores) * 100), "MIA_config": f"{n}-{crit}"}
-    return best
+    found = {}  # (n, criterion) -> (efficacy, P(member) on forget + test)
+    for crit in dict.fromkeys(c for _, c in grid):
+        sizes = [n for n, c in grid if c == crit]
+        rf = RandomForestClassifier(n_estimators=max(sizes), criterion=crit, random_state=0, n_jobs=-1).fit(X, lab)
+        total = np.zeros((len(scored), len(rf.classes_)))
+        for n, tree in enumerate(rf.estimators_, 1):
+            total += tree.predict_proba(scored, check_input=False)
+            if n in sizes:
+                proba = total / n
+                is_member = rf.classes_.take(np.argmax(proba, axis=1)) == 1  # ``predict``
+                found[n, crit] = (float((~is_member[: len(loss_forget)]).mean() * 100), proba[:, -1])
+    n, crit = max(grid, key=lambda key: (found[key][0], -grid.index(key)))  # the first of the best
+    truth = np.concatenate([np.ones(len(loss_forget)), np.zeros(len(loss_test))])
+    eff, scores = found[n, crit]
+    return {"MIA": eff, "MIA_AUC": float(roc_auc_score(truth, scores) * 100), "MIA_config": f"{n}-{crit}"}
 
 
 def svc_mia_efficacy(conf_remaining, conf_test, conf_forget) -> float:
@@ -128,8 +138,9 @@ def svc_mia_efficacy(conf_remaining, conf_test, conf_forget) -> float:
     An SVM (``SVC(C=3, gamma='auto', kernel='rbf')``) learns member (the first ``len(test)``
     remaining samples in index order, label 1) vs non-member (the test set, label 0) from the
     softmax confidence of the true class ``p_y`` alone; efficacy is the share of forget samples
-    it calls non-members. Upstream shuffles the shadow set without a seed before fitting; the
-    SVM's solution does not depend on the order, so it is fit unshuffled here.
+    it calls non-members. Fit unshuffled (members, then non-members), as SalUn's code; upstream
+    sharp-unlearn shuffles the shadow set without a seed, and with overlapping confidences the
+    fit then depends on the order (libsvm stops at a tolerance): its efficacy varies by run.
     """
     from sklearn.svm import SVC
 

@@ -49,17 +49,27 @@ def _version(pkg: str) -> str:
 
 
 def run_info(seed: int | None = None) -> dict:
-    """Seed, package versions, device and number of training processes (DDP): stored next to every stage's outputs."""
-    import torch
-
-    dev = device()
-    return {
+    """Seed, package versions, device and number of training processes (DDP): stored next to every
+    stage's outputs. A stage that never loaded torch (evaluation, forget sets: numpy and
+    scikit-learn only) records torch's installed version and the cores, without importing it
+    (2 s per process)."""
+    info = {
         "seed": seed,
         "grmu": __version__,
         "python": platform.python_version(),
-        "torch": str(torch.__version__),  # a plain str: TorchVersion is not plain data
+        "torch": _version("torch"),
         "torchvision": _version("torchvision"),
         "dvc": _version("dvc"),
+        "device": f"cpu ({os.cpu_count()} cores, no torch computation)",
+        "processes": 1,
+    }
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return info
+    dev = device()
+    return {
+        **info,
+        "torch": str(torch.__version__),  # a plain str: TorchVersion is not plain data
         # the CPU's vector instructions pick torch's kernels: float results differ between them
         "device": (
             torch.cuda.get_device_name(dev)
