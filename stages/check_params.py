@@ -1,7 +1,7 @@
 """Stage `check_params`: validate the whole params.yaml (names, keys, values) before anything runs."""
 
 from grmu.config import load_params
-from grmu.runtime import ArgumentParser, stage_main
+from grmu.runtime import ArgumentParser, removed_on_failure, stage_main
 from grmu.stages import check_params
 
 
@@ -10,7 +10,9 @@ def main():
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", default="data/params.ok")
     args = ap.parse_args()
-    check_params.run(load_params(args.params), args.out)
+    params = load_params(args.params)
+    with removed_on_failure(args.out):  # and refused when params.yaml changes meanwhile (grmu.runtime)
+        check_params.run(params, args.out)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Stage `memorization@{seed}`: memorization scores of the train split and their histogram."""
 
 from grmu.config import load_params
-from grmu.runtime import ArgumentParser, stage_main
+from grmu.runtime import ArgumentParser, removed_on_failure, stage_main
 from grmu.stages import memorization
 
 
@@ -14,7 +14,9 @@ def main():
     ap.add_argument("--hist", required=True, help="CSV histogram of the scores (dvc plots)")
     ap.add_argument("--original", help="the PRETRAIN checkpoint of the seed (memorization.score ho_ret)")
     args = ap.parse_args()
-    memorization.run(load_params(args.params), args.prepared, args.seed, args.out, args.hist, args.original)
+    params = load_params(args.params)
+    with removed_on_failure(args.out, args.hist):  # and refused when params.yaml changes meanwhile (grmu.runtime)
+        memorization.run(params, args.prepared, args.seed, args.out, args.hist, args.original)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ def main():
     ap.add_argument("--live", help="dvclive directory for training curves")
     args = ap.parse_args()
     params = load_params(args.params)
-    with processes(params["distributed"]), removed_on_failure(outputs_path(args.out)):  # several under torchrun
+    # several under torchrun; on a failure (params.yaml changed meanwhile included) nothing is kept
+    with processes(params["distributed"]), removed_on_failure(args.out, outputs_path(args.out), args.live):
         pretrain.run(params, args.prepared, args.seed, args.out, args.live)
 
 

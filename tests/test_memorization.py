@@ -320,13 +320,13 @@ def test_a_scores_file_is_gathered_by_prepared_index_and_checked(tmp_path):
     raw = np.linspace(-1, 1, 10)
     np.savez(tmp_path / "m.npz", memorization=raw, other=raw[::-1])
     train = np.array([7, 2, 5])
-    assert np.allclose(read_scores_file(tmp_path / "m.npz", 12, train), raw[train])
-    assert np.allclose(read_scores_file(tmp_path / "m.npz", 12, train, key="other"), raw[::-1][train])
+    assert np.allclose(read_scores_file(tmp_path / "m.npz", 12, train, n_fit=10), raw[train])
+    assert np.allclose(read_scores_file(tmp_path / "m.npz", 10, train, key="other"), raw[::-1][train])
     with pytest.raises(GrmuError, match="holds 10 scores, but the training samples go up to index 11"):
         read_scores_file(tmp_path / "m.npz", 12, np.array([1, 11]))
     np.savez(tmp_path / "bad.npz", tr_mem=raw * 3)
     with pytest.raises(GrmuError, match=r"in \[-1, 1\]"):
-        read_scores_file(tmp_path / "bad.npz", 12, train)
+        read_scores_file(tmp_path / "bad.npz", 10, train)
     with pytest.raises(GrmuError, match="no array tr_mem or memorization; it holds: other"):
         np.savez(tmp_path / "nokey.npz", other=raw)
         read_scores_file(tmp_path / "nokey.npz", 12, train)

@@ -11,6 +11,7 @@ method names of grmu (l1_sparse, salun, scrub, miu).
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 import sys
 from pathlib import Path
@@ -87,6 +88,8 @@ def main(argv=None) -> int:
     tmp.replace(OUT)
     tables = sorted({r["table"] for r in rows})
     print(f"wrote {OUT} ({len(rows)} values from Tables {tables[0]}-{tables[-1]})")
+    digest = hashlib.sha256(OUT.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
+    print(f"sha256 {digest}: PAPER_SHA256 in src/grmu/report/paper.py must be this (it refuses any other table)")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`grmu` command line: list what can be chosen in params.yaml."""
+"""`grmu` command line: list what can be chosen in params.yaml; reports; recovery after a killed `dvc repro`."""
 
 from __future__ import annotations
 
@@ -100,7 +100,18 @@ def main(argv=None) -> int:
         help="folder of the npm tarballs of vega, vega-lite and vega-embed "
         "(default: ~/.cache/grmu/npm; fetched with npm pack if missing)",
     )
+    fix = sub.add_parser(
+        "recover-lock",
+        help="after a killed `dvc repro`: move an empty or half-written dvc.lock (and .dvc/tmp/rwlock) "
+        "aside, so that `dvc repro` runs again (stages in DVC's run-cache are restored, not rerun)",
+    )
+    fix.add_argument("--repo", default=".", help="the DVC repository (default: here)")
+    from grmu import sweep  # `grmu sweep`: a grid of DVC experiments on DVC's queue (src/grmu/sweep.py)
+
+    sweep.add_parser(sub)
     args = ap.parse_args(argv)
+    if args.cmd == "sweep":
+        return sweep.main(args)
     if args.cmd == "methods":
         from grmu.methods import list_methods
 
@@ -173,6 +184,15 @@ def main(argv=None) -> int:
 
         try:
             print(f"wrote {install(args.repo, args.cache)}; `dvc plots show` pages now render offline")
+        except GrmuError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    elif args.cmd == "recover-lock":
+        from grmu import GrmuError
+        from grmu.recover import recover
+
+        try:
+            print("\n".join(recover(args.repo)))
         except GrmuError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -21,6 +21,7 @@ import yaml
 
 from grmu import GrmuError
 from grmu.protocols import resolve as resolve_protocol
+from grmu.runtime import read_config
 from grmu.schema import LAYERS, OPEN, PARAMS, SAM, Option, leaves
 from grmu.schema import REFERENCES  # noqa: F401  (grmu.report.gaps reads it from here)
 
@@ -126,12 +127,13 @@ def validate(params: dict) -> dict:
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
-    """Load, validate and complete the params file (see ``validate``)."""
+    """Load, validate and complete the params file (see ``validate``). Inside a stage, the file
+    must not change before the stage ends (``grmu.runtime.check_configs``)."""
     path = Path(path)
     if not path.exists():
         raise GrmuError(f"params file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(read_config(path, params=True))
     except yaml.YAMLError as e:
         raise GrmuError.wrap(f"{path} is not valid YAML", e) from e
     return validate(raw if raw is not None else {})

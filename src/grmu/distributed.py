@@ -5,6 +5,8 @@ under ``torchrun`` with N processes (``launch``) and waits for them; each proces
 (``cuda:LOCAL_RANK``; NCCL) or, without GPUs, runs on the CPU (gloo). ``GRMU_TORCHRUN`` holds
 extra torchrun options for several machines (``--nnodes 2 --node-rank 0 --rdzv-endpoint
 host:port``; README "Several cores, GPUs or machines"); N is then the total over all machines.
+A machine runs at most one process per GPU (CUDA) or per core it may use (CPU:
+``os.sched_getaffinity``): more is refused in one line before torchrun starts (``check_capacity``).
 
 What keeps an N-process run equal to the 1-process run of the same params (up to the order of
 floating-point sums):
@@ -68,9 +70,8 @@ def backend_for(name: str) -> str:
     return name
 
 
-def torchrun_command(processes: int, argv: list[str]) -> list[str]:
-    """The torchrun command that runs ``argv`` (a script and its arguments) in ``processes``
-    processes: on this machine alone, or with ``GRMU_TORCHRUN``'s options across machines."""
+def machines() -> int:
+    """The number of machines of a run: ``--nnodes`` of ``GRMU_TORCHRUN`` (1 without it)."""
     extra = shlex.split(os.environ.get(EXTRA_ARGS_ENV, ""))
     nnodes = 1
     for i, arg in enumerate(extra):
@@ -81,6 +82,41 @@ def torchrun_command(processes: int, argv: list[str]) -> list[str]:
                     f"{EXTRA_ARGS_ENV}: --nnodes must be a fixed positive number of machines, got {value!r}"
                 )
             nnodes = int(value)
+    return nnodes
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity: a container's or ``taskset``'s share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform (macOS)
+        return os.cpu_count() or 1
+
+
+def check_capacity(processes: int, nnodes: int = 1) -> None:
+    """Refuse with one line ``processes`` (over ``nnodes`` machines) that this machine cannot
+    run: each process takes a GPU of its own on CUDA, a core of its own on the CPU."""
+    from grmu.runtime import device
+
+    local = processes // nnodes
+    if device().type == "cuda":
+        have, unit, where = torch.cuda.device_count(), "GPU", "CUDA GPUs"
+    else:
+        have, unit, where = cpu_cores(), "core", "CPU cores (os.sched_getaffinity) and no GPU in use"
+    if local > have:
+        spread = f" ({processes} over {nnodes} machines)" if nnodes > 1 else ""
+        raise GrmuError(
+            f"distributed.processes {processes} asks this machine for {local} processes{spread}, but it has "
+            f"{have} {where}; use at most {have * nnodes} (one process per {unit}) or more machines "
+            f"({EXTRA_ARGS_ENV}=--nnodes ...)"
+        )
+
+
+def torchrun_command(processes: int, argv: list[str]) -> list[str]:
+    """The torchrun command that runs ``argv`` (a script and its arguments) in ``processes``
+    processes: on this machine alone, or with ``GRMU_TORCHRUN``'s options across machines."""
+    extra = shlex.split(os.environ.get(EXTRA_ARGS_ENV, ""))
+    nnodes = machines()
     if processes % nnodes:
         raise GrmuError(
             f"distributed.processes {processes} does not divide among {nnodes} machines "
@@ -103,6 +139,7 @@ def processes(cfg: dict):
         return
     if "LOCAL_RANK" not in os.environ:
         cmd = torchrun_command(n, [sys.argv[0], *sys.argv[1:]])
+        check_capacity(n, machines())  # before any process starts
         print(f"distributed: {n} processes ({backend}): {shlex.join(cmd[1:])}", file=sys.stderr, flush=True)
         code = subprocess.call(cmd)
         if code:

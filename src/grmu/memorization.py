@@ -164,9 +164,15 @@ def select(scores: np.ndarray, n: int, level: str, mid_centre: float) -> tuple[n
     return np.concatenate([subsets[s] for s in SUBSETS]), subsets
 
 
-def read_scores_file(path: str | Path, n_samples: int, train: np.ndarray, key: str | None = None) -> np.ndarray:
+def read_scores_file(
+    path: str | Path, n_samples: int, train: np.ndarray, key: str | None = None, n_fit: int | None = None
+) -> np.ndarray:
     """The scores of the training samples ``train`` from a ``.npz`` file whose entry i scores
-    prepared sample i; never unpickles (``allow_pickle=False``), checks length and range."""
+    prepared sample i; never unpickles (``allow_pickle=False``), checks length and range.
+
+    The file holds one score per prepared sample (``n_samples``) or, as the official files, per
+    sample of the dataset's training files: the ``n_fit`` samples of train and val, which come
+    first (CIFAR: 50,000 of 60,000). Any other length is a file of another dataset or a cut one."""
     path = Path(path)
     if not path.is_file():
         raise GrmuError(f"memorization scores file not found: {path} (memorization.file, under data_dir)")
@@ -189,6 +195,15 @@ def read_scores_file(path: str | Path, n_samples: int, train: np.ndarray, key: s
         raise GrmuError(
             f"{path}: '{keys[0]}' holds {len(raw)} scores, but the training samples go up to index "
             f"{int(train.max())} of the prepared dataset ({n_samples} samples)"
+        )
+    valid = {n_samples: "one per prepared sample"}
+    if n_fit is not None and n_fit != n_samples:
+        valid[n_fit] = "one per sample of the training files"
+    if len(raw) not in valid:
+        want = " or ".join(f"{n} ({what})" for n, what in valid.items())
+        raise GrmuError(
+            f"{path}: '{keys[0]}' holds {len(raw)} scores; this prepared dataset needs {want}: "
+            "a file of another dataset?"
         )
     scores = raw[train].astype(np.float64)
     if not np.isfinite(scores).all() or scores.min() < -1 or scores.max() > 1:

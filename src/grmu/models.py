@@ -303,11 +303,12 @@ def new_model(model_cfg: dict, prep, seed: int | None = None, *, load_weights: b
 
 
 def save_checkpoint(path, model: Net, info: dict) -> None:
-    from grmu.runtime import atomic_path
+    """Save ``model``'s weights and ``info`` to ``path`` through a temporary file; a write that
+    fails (a full disk, a read-only folder) is one line and leaves nothing (``atomic_path``)."""
+    from grmu.runtime import atomic_path, torch_save
 
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        # through a file object: torch names the archive after a path, and tmp's name is random
-        torch.save({"state_dict": model.state_dict(), "info": info}, f)
+    with atomic_path(path) as tmp:
+        torch_save({"state_dict": model.state_dict(), "info": info}, tmp)
 
 
 def load_checkpoint(path, model: Net) -> dict:

@@ -61,7 +61,7 @@ def save_prepared(out_dir: str | Path, table, inputs, meta: dict) -> None:
 
     import torch
 
-    from grmu.runtime import write_json
+    from grmu.runtime import write_failed, write_json
 
     missing = {"index", "split", "y", "a"} - set(table.columns)
     if missing:
@@ -74,12 +74,15 @@ def save_prepared(out_dir: str | Path, table, inputs, meta: dict) -> None:
     out_dir = Path(out_dir)
     # everything goes into a fresh folder beside out_dir that replaces it only when complete,
     # so a failure never leaves a partial (or a half-old, half-new) prepared dataset
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
-        torch.save(inputs, tmp / "inputs.pt")
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:  # by its path: torch names the archive inside after the file (inputs/), as it always has
+            torch.save(inputs, tmp / "inputs.pt")
+        except RuntimeError as e:  # torch's writer reports a failed write (a full disk) as this
+            raise GrmuError.wrap(f"cannot write {out_dir / 'inputs.pt'} (a full disk?); nothing was saved", e) from e
         table[["index", "split", "y", "a", "g"]].to_csv(tmp / "samples.csv", index=False)
         write_json(tmp / "meta.json", meta)
         old = None
@@ -89,6 +92,8 @@ def save_prepared(out_dir: str | Path, table, inputs, meta: dict) -> None:
         os.replace(tmp, out_dir)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:  # a full disk, a read-only folder: one line, nothing left (below)
+        raise write_failed(out_dir, e) from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

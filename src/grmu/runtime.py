@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import platform
@@ -51,16 +52,16 @@ def _version(pkg: str) -> str:
 def run_info(seed: int | None = None) -> dict:
     """Seed, package versions, device and number of training processes (DDP): stored next to every
     stage's outputs. A stage that never loaded torch (evaluation, forget sets: numpy and
-    scikit-learn only) records torch's installed version and the cores, without importing it
-    (2 s per process)."""
+    scikit-learn only) computed nothing with it: its torch and device are null (importing torch
+    to name them costs 2 s per process); the evaluated model's own run info names them."""
     info = {
         "seed": seed,
         "grmu": __version__,
         "python": platform.python_version(),
-        "torch": _version("torch"),
+        "torch": None,
         "torchvision": _version("torchvision"),
         "dvc": _version("dvc"),
-        "device": f"cpu ({os.cpu_count()} cores, no torch computation)",
+        "device": None,
         "processes": 1,
     }
     torch = sys.modules.get("torch")
@@ -80,18 +81,42 @@ def run_info(seed: int | None = None) -> dict:
     }
 
 
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)  # no room, no permission
+
+
+def write_failed(path, e: OSError) -> GrmuError:
+    """The one line for an output that could not be written: a full disk, a read-only folder."""
+    folder = Path(e.filename).parent if isinstance(e.filename, (str, Path)) else Path(path).parent
+    read_only = f"the folder {folder} is not writable: fix its permissions or write elsewhere"
+    hints = {
+        errno.ENOSPC: "the disk is full: free space and rerun",
+        errno.EDQUOT: "the disk quota is used up: free space and rerun",
+        errno.EACCES: read_only,
+        errno.EPERM: read_only,
+        errno.EROFS: f"the folder {folder} is on a read-only file system",
+    }
+    reason = e.strerror or str(e) or type(e).__name__
+    return GrmuError(f"cannot write {path}: {reason}; {hints.get(e.errno, 'nothing was saved')}")
+
+
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    A write that fails for want of space or permission (``OSError``: a full disk, a read-only
+    folder) becomes one line naming ``path`` (``write_failed``); the temporary file is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise write_failed(path, e) from e
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 
@@ -99,11 +124,13 @@ def atomic_path(path: str | Path):
 def removed_on_failure(*paths):
     """Remove ``paths`` (the files and folders a stage writes, None skipped) when the block fails,
     so that a stage writing several files never leaves some of them behind. ``SystemExit(0)``
-    (the launcher of distributed processes ending after their success) is not a failure."""
+    (the launcher of distributed processes ending after their success) is not a failure; a config
+    file that the stage read and that changed while the block ran is one (``check_configs``)."""
     import shutil
 
     try:
         yield
+        check_configs()
     except BaseException as e:
         if not (isinstance(e, SystemExit) and e.code in (0, None)):
             for path in (Path(p) for p in paths if p is not None):
@@ -124,6 +151,41 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+class _WriteErrors:
+    """A file for ``torch.save`` that keeps the ``OSError`` of a failed write (a full disk):
+    torch reports it as a ``RuntimeError`` of its zip writer ("unexpected pos …")."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name):  # flush, seek, tell: the file's own
+        return getattr(self.f, name)
+
+
+def torch_save(obj, path: str | Path) -> None:
+    """``torch.save(obj)`` into the file ``path`` (no temporary file: use ``atomic_path``
+    around it), through a file object, so that the archive's name is not ``path``'s (a random
+    temporary name) and a failed write (a full disk) is the ``OSError`` it is, not torch's
+    ``RuntimeError``."""
+    import torch
+
+    with open(path, "wb") as f:
+        out = _WriteErrors(f)
+        try:
+            torch.save(obj, out)
+        except RuntimeError as e:
+            if out.error is None:
+                raise
+            raise out.error from e
+
+
 def read_json(path: str | Path, what: str = "file"):
     path = Path(path)
     if not path.exists():
@@ -141,7 +203,8 @@ def read_json(path: str | Path, what: str = "file"):
 @contextmanager
 def live_run(live_dir):
     """A dvclive run logging into ``live_dir`` (None: no logging). If the block fails, the
-    folder is removed again (when this run made it), so a failed stage leaves nothing behind."""
+    folder is removed again (when this run made it), so a failed stage leaves nothing behind; a
+    log that cannot be written (a full disk, a read-only folder) is one line (``write_failed``)."""
     if live_dir is None:
         yield None
         return
@@ -152,9 +215,11 @@ def live_run(live_dir):
     existed = Path(live_dir).exists()
     try:
         yield Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
-    except BaseException:
+    except BaseException as e:
         if not existed:
             shutil.rmtree(live_dir, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:  # dvclive's own files (curves, summary)
+            raise write_failed(e.filename or live_dir, e) from e
         raise
 
 
@@ -174,10 +239,120 @@ class ArgumentParser(argparse.ArgumentParser):
         raise GrmuError(f"{self.prog}: {message}")
 
 
-def stage_main(fn) -> None:
-    """Run a stage's ``fn()``: a GrmuError becomes one line on stderr and exit code 2."""
+# The config files (params.yaml, recipes, protocols) that this stage process has read: each one's
+# text as the stage used it, and whether it is the params file. None outside a stage (``stage_main``
+# starts the record).
+_CONFIGS: dict[Path, tuple[str, bool]] | None = None
+_MISSING = object()
+
+
+def read_config(path: str | Path, params: bool = False) -> str:
+    """The text of a config file that decides what a stage computes (``params.yaml`` when
+    ``params``, a recipe, a protocol); inside a stage it is kept for ``check_configs``."""
+    path = Path(path)
+    text = path.read_text()
+    if _CONFIGS is not None:
+        _CONFIGS.setdefault(path.resolve(), (text, params))
+    return text
+
+
+def tracked_keys(stage: str | None, dvc_yaml: str | Path = "dvc.yaml") -> list[str] | None:
+    """The keys of params.yaml that DVC records for ``stage`` (its ``params`` in ``dvc_yaml``; a
+    templated key such as ``retrain.${item.variant}`` counts as its section), or None when that is
+    the whole file or cannot be told (no stage name: a stage run by hand)."""
+    import yaml
+
+    if not stage or ":" in stage:
+        return None
     try:
-        fn()
+        entry = yaml.safe_load(Path(dvc_yaml).read_text())["stages"][stage.split("@")[0]]
+        items = entry.get("params") or []
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+    keys = []
+    for item in items:
+        if isinstance(item, dict):  # {file: [keys]}; an empty list or none: the whole file
+            for file, sub in item.items():
+                if file == "params.yaml":
+                    if not sub:
+                        return None
+                    keys += [str(k) for k in sub]
+        elif ":" in str(item):  # file:key,key
+            file, _, sub = str(item).partition(":")
+            if file == "params.yaml":
+                if not sub:
+                    return None
+                keys += sub.split(",")
+        else:
+            keys.append(str(item))
+    keys = [k.split("${")[0].rstrip(".") for k in keys]
+    return None if "" in keys else keys
+
+
+def _value(tree, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return _MISSING
+        tree = tree[part]
+    return tree
+
+
+def changed_keys(before: str, after: str, keys: list[str]) -> list[str] | None:
+    """The ``keys`` whose values differ between two texts of params.yaml (None: one does not parse)."""
+    import yaml
+
+    try:
+        old, new = yaml.safe_load(before), yaml.safe_load(after)
+    except yaml.YAMLError:
+        return None
+    return [k for k in keys if _value(old, k) != _value(new, k)]
+
+
+def check_configs() -> None:
+    """Refuse with one line when a config file this stage read has changed since (or is gone).
+
+    DVC records a stage's params and deps in ``dvc.lock`` (and its run-cache) as it finds them
+    *after* the command ends (treeverse/dvc#11058): had ``params.yaml`` been rewritten meanwhile
+    (a second ``dvc exp run -S`` in the same workspace, an editor), the lock would pair these
+    outputs with values they were not made with, and ``dvc status`` would call them up to date.
+    Failing the stage records nothing. In params.yaml only the keys that DVC records for this
+    stage count (``tracked_keys`` of ``$DVC_STAGE``, which DVC sets; every key without it); the
+    recipe and protocol files count whole (they are deps)."""
+    keys = tracked_keys(os.environ.get("DVC_STAGE"))
+    for path, (text, params) in (_CONFIGS or {}).items():
+        try:
+            now = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            now = None
+        if now == text:
+            continue
+        changed = None if not params or keys is None or now is None else changed_keys(text, now, keys)
+        if changed == []:
+            continue  # keys that DVC does not record for this stage: the record stays true
+        detail = f" ({', '.join(changed)})" if changed else ""
+        raise GrmuError(
+            f"{os.path.relpath(path)} changed while this stage ran{detail}: "
+            "another `dvc exp run -S`, or an edit, in this workspace? DVC would record values these outputs were not "
+            "made with, so nothing is kept; run one experiment at a time per workspace (`dvc exp run --queue -S ...`, "
+            "then `dvc queue start`) and rerun (docs/troubleshooting.md)"
+        )
+
+
+def stage_main(fn) -> None:
+    """Run a stage's ``fn()``: a GrmuError becomes one line on stderr and exit code 2. The config
+    files ``fn`` reads must be the same when it ends (``check_configs``; a stage that writes its
+    outputs under ``removed_on_failure`` has them removed then)."""
+    global _CONFIGS
+    _CONFIGS = {}
+    try:
+        try:
+            fn()
+        except SystemExit as e:  # the launcher of distributed processes, after their success
+            if e.code not in (0, None):
+                raise
+        check_configs()
     except GrmuError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        _CONFIGS = None

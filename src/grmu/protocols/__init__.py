@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from grmu import GrmuError
+from grmu.runtime import read_config
 from grmu.schema import PROTOCOL_DEFAULTS
 
 HERE = Path(__file__).parent
@@ -60,20 +61,41 @@ def _merge(low: dict, high: dict) -> dict:
 
 @lru_cache(maxsize=None)
 def _load(name: str) -> dict:
+    return _read(name, ())
+
+
+def _read(name: str, chain: tuple) -> dict:
+    """Protocol ``name`` with its ``base`` chain (``chain``: the protocols that lead here, to
+    refuse a cycle), checked; one line naming the file otherwise."""
     path = HERE / f"{name}.yaml"
-    if not path.exists():
-        raise GrmuError(f"unknown protocol '{name}'; valid: auto, none, {', '.join(available())}")
-    data = yaml.safe_load(path.read_text()) or {}
+    if name not in available():  # a name, never a path: a file elsewhere would be read but not tracked by DVC
+        raise GrmuError(
+            f"unknown protocol '{name}'; valid: auto, none, {', '.join(available())} "
+            f"(a new protocol is a YAML file in src/grmu/protocols/, which the stages track)"
+        )
+    try:
+        data = yaml.safe_load(read_config(path))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise GrmuError.wrap(f"protocol {name}: {path} is not valid YAML", e) from e
+    data = {} if data is None else data
     if not isinstance(data, dict):
-        raise GrmuError(f"protocol {name}: {path} must hold a mapping, got {data!r}")
+        raise GrmuError(f"protocol {name}: {path} must hold a mapping, got {data!r:.80}")
     bad = set(data) - FILE_KEYS
     if bad:
         raise GrmuError(f"protocol {name}: unknown key(s) {sorted(bad)}; valid: {sorted(FILE_KEYS)}")
     for section, defaults in DEFAULTS.items():
         _check_section(name, data.get(section, {}), defaults, section)
     values = {s: data.get(s, {}) for s in DEFAULTS}
-    if data.get("base"):  # another protocol's values first, this file's override them
-        values = _merge(_load(data["base"])["values"], values)
+    base = data.get("base")
+    if base:  # another protocol's values first, this file's override them
+        if not isinstance(base, str):
+            raise GrmuError(f"protocol {name}: base must be the name of another protocol, got {base!r:.80}")
+        if base in (*chain, name):
+            cycle = " -> ".join((*chain, name, base))
+            raise GrmuError(f"protocol {name}: 'base' in {path} makes a cycle ({cycle}); remove one of them")
+        if base not in available():
+            raise GrmuError(f"protocol {name}: base '{base}' in {path} is unknown; valid: {', '.join(available())}")
+        values = _merge(_read(base, (*chain, name))["values"], values)
     return {"description": data.get("description", ""), "values": values}
 
 

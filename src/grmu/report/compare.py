@@ -24,10 +24,9 @@ def load_experiments(repo: str | Path = ".", num: int = 1) -> list[dict]:
     """Every committed result of the repo: the baseline commit(s) and each DVC experiment
     (run here or pulled with ``dvc exp pull``), as dicts with ``name``, ``rev``, ``method``,
     ``reweight`` and ``per_seed`` (the experiment's ``metrics/per_seed.csv``)."""
-    import io
-    import json
-
     import dvc.api
+
+    from grmu.report.results import read_per_seed, read_summary
 
     repo = Path(repo)
     if not (repo / ".dvc").is_dir():
@@ -40,10 +39,12 @@ def load_experiments(repo: str | Path = ".", num: int = 1) -> list[dict]:
         summary, per_seed = _git_show(repo, rev, "metrics/summary.json"), _git_show(repo, rev, "metrics/per_seed.csv")
         if summary is None or per_seed is None:
             continue  # a commit without results
-        s = json.loads(summary)
+        name = row.get("Experiment") or rev
+        where = f"of {name}" if name == rev else f"of experiment {name} ({rev})"
+        s = read_summary(summary, f"metrics/summary.json {where}")
         out.append(
             {
-                "name": row.get("Experiment") or rev,
+                "name": name,
                 "rev": rev,
                 "dataset": s.get("dataset"),
                 "method": s["method"],
@@ -52,7 +53,7 @@ def load_experiments(repo: str | Path = ".", num: int = 1) -> list[dict]:
                 "unlearn_sam": s.get("unlearn_sam", "plain"),
                 "reference": s.get("reference", GOLD),
                 "forget": s.get("forget", "group"),
-                "per_seed": pd.read_csv(io.StringIO(per_seed)),
+                "per_seed": read_per_seed(per_seed, f"metrics/per_seed.csv {where}"),
             }
         )
     return out

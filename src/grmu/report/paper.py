@@ -20,14 +20,39 @@ import pandas as pd
 from grmu import GrmuError
 
 PAPER_CSV = Path(__file__).with_name("paper_tables.csv")
+# sha256 of paper_tables.csv (line ends as "\n"): a truncated or edited table would print
+# another paper number as the paper's, so any other content is refused. After
+# `python tools/paper_tables.py` rewrites the table, put the hash it prints here.
+PAPER_SHA256 = "5ae6c1429586ccaaa866e8c879117d6cdd70683bd06cf08ace0543908b32855b"
 METRICS = ("RA", "UA", "TA", "MIA", "EO", "GA", "avg_gap")
 LABELS = {"pretrain": "PRETRAIN", "retrain_erm": "RETRAIN", "retrain_reweight": "RETRAIN+REWEIGHT"}
 GROUPS = {None: 1, 3: 9, 5: 25}  # forget.multi_group -> the paper's number of forget groups
 
 
+def table_sha256(data: bytes) -> str:
+    """The hash ``PAPER_SHA256`` records: of the table's bytes with line ends as ``\n``."""
+    import hashlib
+
+    return hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
+
+
 @lru_cache(maxsize=1)
 def paper_table() -> pd.DataFrame:
-    return pd.read_csv(PAPER_CSV)
+    """The paper's tables, refused in one line unless ``PAPER_CSV`` is the file extracted from
+    the paper (``PAPER_SHA256``)."""
+    import io
+
+    try:
+        data = PAPER_CSV.read_bytes()
+    except OSError as e:
+        raise GrmuError(f"cannot read the paper's tables {PAPER_CSV}: {e.strerror or e}; reinstall grmu") from e
+    if table_sha256(data) != PAPER_SHA256:
+        raise GrmuError(
+            f"the paper's tables {PAPER_CSV} are damaged or edited (sha256 {table_sha256(data)[:12]}…, expected "
+            f"{PAPER_SHA256[:12]}…): restore the file (`git checkout` it, reinstall grmu, or rerun "
+            "`python tools/paper_tables.py`)"
+        )
+    return pd.read_csv(io.BytesIO(data.replace(b"\r\n", b"\n")))
 
 
 def compare_to_paper(
@@ -115,22 +140,38 @@ def paper_markdown(cmp: pd.DataFrame, dataset: str, method: str, reweight: bool,
 def report_paper(repo: str | Path = ".") -> str:
     """The comparison for the results in ``repo``'s workspace (``metrics/per_seed.csv`` and
     ``metrics/summary.json`` of the last ``dvc repro`` / ``dvc exp run``, ``params.yaml``)."""
-    import json
-
     import yaml
+
+    from grmu.report.results import read_per_seed, read_summary
 
     repo = Path(repo)
     paths = [repo / "metrics/per_seed.csv", repo / "metrics/summary.json", repo / "params.yaml"]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise GrmuError(f"no results to compare: {', '.join(missing)} missing (run `dvc repro` or `dvc exp run` first)")
-    summary = json.loads(paths[1].read_text())
-    forget = (yaml.safe_load(paths[2].read_text()) or {}).get("forget") or {}
+    texts = []
+    for path in paths:
+        try:
+            texts.append(path.read_text())
+        except (OSError, UnicodeDecodeError) as e:
+            raise GrmuError.wrap(f"cannot read {path}", e) from e
+    per_seed = read_per_seed(texts[0], str(paths[0]))
+    summary = read_summary(texts[1], str(paths[1]), required=("dataset", "method", "reweight"))
+    try:
+        params = yaml.safe_load(texts[2]) or {}
+    except yaml.YAMLError as e:
+        raise GrmuError.wrap(f"{paths[2]} is not valid YAML", e) from e
+    forget = (params.get("forget") if isinstance(params, dict) else None) or {}
+    if not isinstance(forget, dict):
+        raise GrmuError(f"{paths[2]}: 'forget' must be a mapping, got {forget!r:.60}")
     notes = []
     if summary.get("forget", "group") != "group" or forget.get("groups") is not None:
         notes.append("note: this run's forget set is not the paper's (forget.kind group, default groups)")
     if summary.get("reference", "retrain_reweight") != "retrain_reweight":
         notes.append(f"note: avg. gap is against {summary['reference']} here, RETRAIN+REWEIGHT in the paper")
-    groups = GROUPS.get(forget.get("multi_group"), 1)
-    cmp = compare_to_paper(pd.read_csv(paths[0]), summary["dataset"], summary["method"], summary["reweight"], groups)
+    multi = forget.get("multi_group")
+    if not (multi is None or (isinstance(multi, int) and multi in GROUPS)):
+        raise GrmuError(f"{paths[2]}: forget.multi_group {multi!r:.40} is invalid; valid: null, 3, 5")
+    groups = GROUPS[multi]
+    cmp = compare_to_paper(per_seed, summary["dataset"], summary["method"], summary["reweight"], groups)
     return "\n".join([paper_markdown(cmp, summary["dataset"], summary["method"], summary["reweight"], groups), *notes])

@@ -177,7 +177,8 @@ def run(params: dict, prepared, seed: int, out, hist_out, original=None) -> dict
     elif score == "file":
         if not mem["file"]:
             raise GrmuError("memorization.score file needs memorization.file (a .npz path under data_dir)")
-        scores = read_scores_file(Path(params["data_dir"]) / mem["file"], len(prep.y), train, mem["key"])
+        n_fit = int((prep.split != "test").sum())  # the samples of the official training files (CIFAR)
+        scores = read_scores_file(Path(params["data_dir"]) / mem["file"], len(prep.y), train, mem["key"], n_fit)
     elif score == "ho_ret":
         scores = ho_ret(params, prep, train, seed, original)
     else:
