@@ -64,37 +64,54 @@ def _load(name: str) -> dict:
     return _read(name, ())
 
 
-def _read(name: str, chain: tuple) -> dict:
-    """Protocol ``name`` with its ``base`` chain (``chain``: the protocols that lead here, to
-    refuse a cycle), checked; one line naming the file otherwise."""
-    path = HERE / f"{name}.yaml"
-    if name not in available():  # a name, never a path: a file elsewhere would be read but not tracked by DVC
+def read_yaml(kind: str, folder: Path, name: str, file_keys, names: list[str]) -> tuple[Path, dict]:
+    """The mapping in ``folder/{name}.yaml`` (a protocol or a recipe: ``kind``), with only
+    ``file_keys``; one line naming the file otherwise. ``name`` must be one of ``names``: a name,
+    never a path, since a file elsewhere would be read but not tracked by DVC."""
+    path = folder / f"{name}.yaml"
+    if name not in names:
         raise GrmuError(
-            f"unknown protocol '{name}'; valid: auto, none, {', '.join(available())} "
-            f"(a new protocol is a YAML file in src/grmu/protocols/, which the stages track)"
+            f"unknown {kind} '{name}'; valid: auto, none, {', '.join(names)} "
+            f"(a new {kind} is a YAML file in src/grmu/{folder.name}/, which the stages track)"
         )
     try:
         data = yaml.safe_load(read_config(path))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise GrmuError.wrap(f"protocol {name}: {path} is not valid YAML", e) from e
+        raise GrmuError.wrap(f"{kind} {name}: {path} is not valid YAML", e) from e
     data = {} if data is None else data
     if not isinstance(data, dict):
-        raise GrmuError(f"protocol {name}: {path} must hold a mapping, got {data!r:.80}")
-    bad = set(data) - FILE_KEYS
+        raise GrmuError(f"{kind} {name}: {path} must hold a mapping with keys {sorted(file_keys)}, got {data!r:.80}")
+    bad = set(data) - set(file_keys)
     if bad:
-        raise GrmuError(f"protocol {name}: unknown key(s) {sorted(bad)}; valid: {sorted(FILE_KEYS)}")
+        raise GrmuError(f"{kind} {name}: unknown key(s) {sorted(bad)}; valid: {sorted(file_keys)}")
+    return path, data
+
+
+def base_of(kind: str, name: str, path: Path, data: dict, chain: tuple, names: list[str]) -> str | None:
+    """The ``base`` that file ``path`` of ``name`` names (None: none), checked: a known name that
+    makes no cycle with ``chain`` (the files that led here)."""
+    base = data.get("base")
+    if not base:
+        return None
+    if not isinstance(base, str):
+        raise GrmuError(f"{kind} {name}: base must be the name of another {kind}, got {base!r:.80}")
+    if base in (*chain, name):
+        cycle = " -> ".join((*chain, name, base))
+        raise GrmuError(f"{kind} {name}: 'base' in {path} makes a cycle ({cycle}); remove one of them")
+    if base not in names:
+        raise GrmuError(f"{kind} {name}: base '{base}' in {path} is unknown; valid: {', '.join(names)}")
+    return base
+
+
+def _read(name: str, chain: tuple) -> dict:
+    """Protocol ``name`` with its ``base`` chain (``chain``: the protocols that lead here, to
+    refuse a cycle), checked; one line naming the file otherwise."""
+    path, data = read_yaml("protocol", HERE, name, FILE_KEYS, available())
     for section, defaults in DEFAULTS.items():
         _check_section(name, data.get(section, {}), defaults, section)
     values = {s: data.get(s, {}) for s in DEFAULTS}
-    base = data.get("base")
+    base = base_of("protocol", name, path, data, chain, available())
     if base:  # another protocol's values first, this file's override them
-        if not isinstance(base, str):
-            raise GrmuError(f"protocol {name}: base must be the name of another protocol, got {base!r:.80}")
-        if base in (*chain, name):
-            cycle = " -> ".join((*chain, name, base))
-            raise GrmuError(f"protocol {name}: 'base' in {path} makes a cycle ({cycle}); remove one of them")
-        if base not in available():
-            raise GrmuError(f"protocol {name}: base '{base}' in {path} is unknown; valid: {', '.join(available())}")
         values = _merge(_read(base, (*chain, name))["values"], values)
     return {"description": data.get("description", ""), "values": values}
 

@@ -22,12 +22,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 
 from grmu import GrmuError
 from grmu.config import check_loop_section, section_options
-from grmu.protocols import chosen_file
-from grmu.runtime import read_config
+from grmu.protocols import base_of, chosen_file, read_yaml
 from grmu.schema import UNLEARN_DEFAULTS  # the paper's common setup (fact sheet §5.1)
 
 HERE = Path(__file__).parent
@@ -49,22 +47,7 @@ def load_recipe(name: str) -> dict:
 
 
 def _load(name: str, chain: tuple) -> dict:
-    path = HERE / f"{name}.yaml"
-    if name not in available():  # a name, never a path: a file elsewhere would be read but not tracked by DVC
-        raise GrmuError(
-            f"unknown recipe '{name}'; valid: auto, none, {', '.join(available())} "
-            f"(a new recipe is a YAML file in src/grmu/recipes/, which the stages track)"
-        )
-    try:
-        data = yaml.safe_load(read_config(path))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise GrmuError.wrap(f"recipe {name}: {path} is not valid YAML", e) from e
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise GrmuError(f"recipe {name}: {path} must hold a mapping with keys {sorted(FILE_KEYS)}, got {data!r:.80}")
-    bad = set(data) - FILE_KEYS
-    if bad:
-        raise GrmuError(f"recipe {name}: unknown key(s) {sorted(bad)}; valid: {sorted(FILE_KEYS)}")
+    path, data = read_yaml("recipe", HERE, name, FILE_KEYS, available())
     if not isinstance(data.get("entries") or [], list):
         raise GrmuError(f"recipe {name}: 'entries' in {path} must be a list of mappings, got {data['entries']!r:.80}")
     entries = list(data.get("entries") or [])
@@ -79,15 +62,8 @@ def _load(name: str, chain: tuple) -> dict:
                 raise GrmuError(f"recipe {name}, entry {i}: '{key}' must be a mapping, got {e[key]!r:.80}")
         if "ratio" in e and (isinstance(e["ratio"], bool) or not isinstance(e["ratio"], (int, float))):
             raise GrmuError(f"recipe {name}, entry {i}: ratio must be a number, got {e['ratio']!r:.80}")
-    base = data.get("base")
+    base = base_of("recipe", name, path, data, chain, available())
     if base:  # another recipe's entries first, this file's override them
-        if not isinstance(base, str):
-            raise GrmuError(f"recipe {name}: base must be the name of another recipe, got {base!r:.80}")
-        if base in (*chain, name):
-            cycle = " -> ".join((*chain, name, base))
-            raise GrmuError(f"recipe {name}: 'base' in {path} makes a cycle ({cycle}); remove one of them")
-        if base not in available():
-            raise GrmuError(f"recipe {name}: base '{base}' in {path} is unknown; valid: {', '.join(available())}")
         entries = _load(base, (*chain, name))["entries"] + entries
     return {"description": data.get("description", ""), "entries": entries}
 
