@@ -55,8 +55,10 @@ def test_repro_builds_every_output(repo):
     assert list(ga.columns[1:]) == ["pretrain", "retrain_erm", "retrain_reweight", "retrain_gdro", "unlearned"]
     assert len(pd.read_csv(path / "plots/curves_reference.csv")) == 2  # 2 epochs
     assert (path / "plots/ga_vs_ratio.png").stat().st_size > 1000
-    info = json.loads((path / "metrics/eval/unlearned/0.5-1.json").read_text())["run"]
-    assert info["seed"] == 1 and info["torch"] and info["dvc"]
+    evaluation = json.loads((path / "metrics/eval/unlearned/0.5-1.json").read_text())
+    info, trained = evaluation["run"], evaluation["trained"]["run"]  # evaluation runs no torch
+    assert info["seed"] == 1 and info["dvc"] and info["torch"] is None
+    assert trained["seed"] == 1 and trained["torch"] and trained["device"].startswith("cpu (")
 
 
 def test_second_repro_skips_everything(repo):
