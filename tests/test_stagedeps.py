@@ -145,3 +145,18 @@ def test_registries_refuse_unknown_names_with_the_valid_ones():
         build_model({"arch": "vit", "width": 8}, 2, (3, 8, 8))
     with pytest.raises(GrmuError, match=r"unknown augmentation 'mixup'; valid: crop_flip, crop_pad_flip, shift"):
         get_augmentation("mixup")
+
+
+def test_bytecode_caches_in_code_folders_are_not_hashed(tmp_path):
+    """An import writes __pycache__ into the folders stages depend on (src/grmu/protocols...) where
+    PYTHONDONTWRITEBYTECODE is unset; DVC must not hash them, or every stage looks changed."""
+    import subprocess
+    import sys
+
+    dvc = Path(sys.executable).parent / "dvc"
+    folder = SRC / "grmu" / "protocols" / "__pycache__"
+    names = [f"{folder.relative_to(ROOT)}/x.cpython-311.pyc", "src/grmu/methods/stray.pyc"]
+    res = subprocess.run([str(dvc), "check-ignore", *names], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.split() == names, res.stdout + res.stderr
+    kept = subprocess.run([str(dvc), "check-ignore", "src/grmu/protocols/celeba.yaml"], cwd=ROOT, capture_output=True)
+    assert kept.returncode == 1  # the code itself is hashed
