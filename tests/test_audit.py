@@ -17,7 +17,9 @@ from grmu.audit import (
     epsilon_scores,
     example_epsilon,
     forgetting_quality,
+    leave_one_out,
     logit_confidence,
+    population_scores,
     ulira_scores,
 )
 
@@ -126,6 +128,56 @@ def test_ulira_catches_members_that_a_global_threshold_misses():
     ulira = attack_metrics(ulira_scores(target, phi_in, phi_out), member)
     assert population["AUC"] < 0.65 and population["TPR@FPR=0.01"] < 0.1
     assert ulira["AUC"] > 0.97 and ulira["accuracy"] > 0.9 and ulira["TPR@FPR=0.01"] > 0.5
+
+
+# --------------------------------------------------------------------------- the audit's game
+
+U3 = np.array([[1.0, 5.0], [2.0, 7.0], [4.0, 6.0]])  # 3 unlearned models x 2 forget examples
+R3 = np.array([[0.0, 1.0], [1.0, 3.0], [-1.0, 2.0]])  # 3 retrained models
+
+
+def _logpdf(x, mu, var):
+    return -0.5 * math.log(2 * math.pi * var) - (x - mu) ** 2 / (2 * var)
+
+
+def test_leave_one_out_targets_each_pair_with_the_others_as_shadows_hand_computed():
+    scores, member = leave_one_out(U3, R3)
+    assert scores.shape == member.shape == (6, 2)
+    assert member[:3].all() and not member[3:].any()
+    # fold 0, example 0: in = unlearned models 1, 2 (2, 4: mean 3, var 1); out = retrained 1, 2 (1, -1: mean 0, var 1)
+    assert scores[0, 0] == pytest.approx(_logpdf(1.0, 3, 1) - _logpdf(1.0, 0, 1))  # the unlearned target, φ 1
+    assert scores[3, 0] == pytest.approx(_logpdf(0.0, 3, 1) - _logpdf(0.0, 0, 1))  # the retrained target, φ 0
+    # fold 2, example 1: in = 5, 7 (mean 6, var 1); out = 1, 3 (mean 2, var 1)
+    assert scores[2, 1] == pytest.approx(_logpdf(6.0, 6, 1) - _logpdf(6.0, 2, 1))
+    assert scores[5, 1] == pytest.approx(_logpdf(2.0, 6, 1) - _logpdf(2.0, 2, 1))
+
+
+def test_population_scores_pool_every_example_hand_computed():
+    pop, _ = leave_one_out(U3, R3, population_scores)
+    # fold 0: in = 2, 7, 4, 6 (mean 4.75, var 3.6875); out = 1, 3, -1, 2 (mean 1.25, var 2.1875)
+    for row, x in ((0, 1.0), (3, 0.0)):
+        assert pop[row, 0] == pytest.approx(_logpdf(x, 4.75, 3.6875) - _logpdf(x, 1.25, 2.1875))
+    one_line_error(lambda: population_scores(np.ones(2), np.ones((2, 2)), R3[:2]), "phi_in has zero variance")
+
+
+def test_leave_one_out_needs_three_models_and_matching_sides():
+    one_line_error(lambda: leave_one_out(U3[:2], R3[:2]), "2 models per side", "at least 3")
+    one_line_error(lambda: leave_one_out(U3, R3[:, :1]), "phi_unlearned has shape (3, 2)", "(3, 1)")
+
+
+def test_in_the_audits_game_ulira_sees_what_the_population_attack_misses():
+    """Forget examples of very different difficulty; unlearned models keep a small per-example
+    trace (+1.5 on φ): pooled over examples it drowns, per example it stands out."""
+    rng = np.random.default_rng(3)
+    n_models, n = 16, 300
+    base = rng.normal(0, 8, n)
+    retrained = base + rng.normal(0, 0.5, (n_models, n))
+    unlearned = base + 1.5 + rng.normal(0, 0.5, (n_models, n))
+    scores, member = leave_one_out(unlearned, retrained)
+    pop, _ = leave_one_out(unlearned, retrained, population_scores)
+    ulira, population = attack_metrics(scores.ravel(), member.ravel()), attack_metrics(pop.ravel(), member.ravel())
+    assert ulira["AUC"] > 0.95 and ulira["TPR@FPR=0.01"] > 0.4
+    assert population["AUC"] < 0.6 and population["TPR@FPR=0.01"] < 0.05
 
 
 # --------------------------------------------------------------------------- attack_metrics

@@ -153,6 +153,36 @@ def test_report_compares_the_baseline_and_the_experiment(repo):
     assert (path / "reports/avg_gap_vs_ratio.png").stat().st_size > 1000
 
 
+def test_the_audit_runs_when_asked_and_a_method_switch_retrains_none_of_its_models(repo):
+    """Off by default (no audit stage exists: the runs above ran none); with audit.ratios its three
+    stages run, a method switch reruns only the audit's unlearning and numbers, and `grmu report`
+    puts the audits side by side (docs/audit.md)."""
+    path, run = repo
+    restore_committed(path, run, "params.yaml", "dvc.lock", "metrics", "plots")  # back to the committed baseline
+    dvc(run, "checkout")
+    assert not (path / "metrics" / "audit").exists()
+    audit = ["-S", "audit.ratios=[1.0]", "-S", "audit.models=3"]
+    res = dvc(run, "exp", "run", "-n", "audit-ft", *audit)
+    assert ran_stages(res.stdout) == {"check_params", "audit_train@1.0", "audit_unlearn@1.0", "audit@1.0"}
+    result = json.loads((path / "metrics" / "audit" / "1.0.json").read_text())
+    assert result["method"] == "finetune" and result["models"] == 3 and 0 <= result["unlearned"]["F"] <= 1
+    originals = path / "models" / "audit" / "1.0" / "trained" / "original"
+    assert sorted(p.name for p in originals.iterdir()) == ["1000.pt", "1001.pt", "1002.pt"]
+    res = dvc(run, "exp", "run", "-n", "audit-ng", *audit, "-S", "method=neggrad")
+    stages = ran_stages(res.stdout)
+    assert {"unlearn@1", "audit_unlearn@1.0", "audit@1.0"} <= stages and "audit_train@1.0" not in stages
+    assert json.loads((path / "metrics" / "audit" / "1.0.json").read_text())["method"] == "neggrad"
+    dvc(run, "plots", "show", "-o", "plots_audit")
+    assert "audit" in (path / "plots_audit" / "index.html").read_text()
+    out = run(sys.executable, "-m", "grmu.cli", "report", "--out", "reports_audit").stdout
+    assert "# Forgetting audit" in out
+    table = pd.read_csv(path / "reports_audit" / "audit.csv")
+    assert set(table["method"]) == {"doing nothing (PRETRAIN)", "FINETUNE", "NEGGRAD"}
+    assert (table["method"] == "doing nothing (PRETRAIN)").sum() == 1  # the same originals for both methods
+    assert (path / "reports_audit" / "audit_eps.png").read_bytes()[:4] == b"\x89PNG"
+    restore_committed(path, run, "params.yaml")
+
+
 def test_sharp_minmax_reruns_only_unlearn_and_sam_pretraining_reruns_the_references(repo):
     import yaml
 

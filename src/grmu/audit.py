@@ -31,6 +31,8 @@ COMPETITION_BUFFER = 2.0  # how far the interval attacks' edges reach past the d
 COMPETITION_PEAKY_RATIO = 0.01  # range ratio below which one side counts as a point mass
 COMPETITION_BIN_WIDTH = 0.5  # width of the ε bins of the forgetting quality
 ATTACK_RULES = ("single", "double")
+SIDES = ("original", "unlearned", "retrained")  # the audit's model populations (grmu.stages.audit_models)
+ACCURACIES = ("retain", "test", "forget")  # the accuracies (x100) recorded per audit model
 VARIANCES = ("per_example", "global")
 CENTERS = ("mean", "median")
 
@@ -472,3 +474,53 @@ def attack_metrics_by_group(scores, is_member, groups, expected=None, **kwargs) 
             )
         out[k] = attack_metrics(s[sel], m[sel], **kwargs)
     return out
+
+
+# --------------------------------------------------------------------------- the audit's games
+
+
+def population_scores(phi_target, phi_in, phi_out) -> np.ndarray:
+    """The population attack that U-LiRA is compared with: the same likelihood ratio, but one
+    Gaussian per side fitted to the φ of every example at once (no per-example calibration: a
+    hard example looks like a forgotten one). Arrays as ``ulira_scores``; a side with zero
+    variance is refused."""
+    where = "population_scores"
+    target = _array(phi_target, "phi_target", 1, where)
+    _finite(target, "phi_target", where)
+    fits = []
+    for name, phi in (("phi_in", phi_in), ("phi_out", phi_out)):
+        a = _array(phi, name, 2, where)
+        _finite(a, name, where)
+        if not a.var() > 0:
+            raise GrmuError(f"{where}: {name} has zero variance: every model gives every example the same output")
+        fits.append((a.mean(), a.var()))
+    (mu_in, var_in), (mu_out, var_out) = fits
+    return _gaussian_logpdf(target, mu_in, var_in) - _gaussian_logpdf(target, mu_out, var_out)
+
+
+def leave_one_out(phi_unlearned, phi_retrained, score=ulira_scores):
+    """An attack on a fixed forget set, every model a target once and the others its shadows.
+
+    ``phi_unlearned`` (N, n): N models trained on the forget examples, then unlearned;
+    ``phi_retrained`` (N, n): N models never trained on them. Fold k takes out unlearned model k
+    and retrained model k (the targets: a member and a non-member of every example) and scores
+    both with ``score(phi_target, phi_in, phi_out)`` (``ulira_scores``, ``population_scores``)
+    fitted on the other N − 1 per side. Returns ``(scores, is_member)``, each (2N, n): rows
+    0..N−1 the unlearned targets (members), rows N..2N−1 the retrained ones. N ≥ 3 (a fit needs
+    2 models per side)."""
+    where = "leave_one_out"
+    u = _array(phi_unlearned, "phi_unlearned", 2, where)
+    r = _array(phi_retrained, "phi_retrained", 2, where)
+    if u.shape != r.shape:
+        raise GrmuError(f"{where}: phi_unlearned has shape {u.shape}, phi_retrained {r.shape}; they must match")
+    n_models = u.shape[0]
+    if n_models < 3:
+        raise GrmuError(f"{where}: {n_models} models per side; at least 3 are needed (2 shadows per side and fold)")
+    scores = np.empty((2 * n_models, u.shape[1]))
+    for k in range(n_models):
+        rest = np.arange(n_models) != k
+        for row, target in ((k, u[k]), (n_models + k, r[k])):
+            scores[row] = score(target, u[rest], r[rest])
+    is_member = np.zeros(scores.shape, dtype=bool)
+    is_member[:n_models] = True
+    return scores, is_member

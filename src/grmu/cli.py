@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         "aside, so that `dvc repro` runs again (stages in DVC's run-cache are restored, not rerun)",
     )
     fix.add_argument("--repo", default=".", help="the DVC repository (default: here)")
-    from grmu import sweep  # `grmu sweep`: a grid of DVC experiments on DVC's queue (src/grmu/sweep.py)
+    from grmu import sweep  # `grmu sweep`: a grid of DVC experiments (DVC's queue, GPU lanes, SLURM; src/grmu/sweep.py)
 
     sweep.add_parser(sub)
     args = ap.parse_args(argv)

@@ -102,6 +102,12 @@ def _check_rules(p: dict) -> None:
             )
     if forget["multi_group"] is not None and forget["groups"] is not None:
         raise GrmuError("forget.groups and forget.multi_group are both set; set one of them to null")
+    for r in p["audit"]["ratios"]:
+        if r not in p["ratios"]:
+            raise GrmuError(
+                f"audit.ratios: ratio {r!r} is not one of ratios {p['ratios']} (the audit reuses their forget sets); "
+                f"valid: {', '.join(map(str, p['ratios']))}"
+            )
 
 
 def validate(params: dict) -> dict:

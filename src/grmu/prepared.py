@@ -49,6 +49,15 @@ class Prepared:
         return np.bincount(self.g[idx], minlength=self.n_groups)
 
 
+def group_names(meta: dict) -> list[str]:
+    """Each group's label, ``g{i} ({class}, {attribute})``, from a prepared dataset's meta."""
+    n_attrs = meta["n_attrs"]
+    return [
+        f"g{i} ({meta['classes'][i // n_attrs]}, {meta['attrs'][i % n_attrs]})"
+        for i in range(meta["n_classes"] * n_attrs)
+    ]
+
+
 def group_index(y, a, n_attrs: int):
     """g = a + y * n_attrs (the paper's convention)."""
     return a + y * n_attrs

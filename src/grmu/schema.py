@@ -177,6 +177,9 @@ FORGET_KINDS = ("group", "random", "memorization")  # grmu.splits
 FORGET_LEVELS = ("high", "mid", "low", "mix")  # grmu.memorization
 MEMORIZATION_PROXIES = ("confidence", "max_conf", "entropy", "bi_acc")  # recorded along one training run
 MEMORIZATION_SCORES = ("auto", "none", "heldout", *MEMORIZATION_PROXIES, "ho_ret", "file")
+AUDIT_ENSEMBLE = ("auto", "on", "off")  # grmu.stages.audit_models
+AUDIT_VARIANCES = ("per_example", "global")  # grmu.audit.VARIANCES
+AUDIT_CENTERS = ("mean", "median")  # grmu.audit.CENTERS
 
 
 def _unique_list(name: str, v, item_ok, item_error: str, want: str) -> None:
@@ -197,6 +200,12 @@ def _seeds(name, v) -> None:
     _unique_list(
         name, v, lambda s: is_int(s) and s >= 0, "seed {!r} is not a non-negative integer", "non-negative integers"
     )
+
+
+def _audit_ratios(name, v) -> None:
+    if v == []:
+        return
+    _unique_list(name, v, lambda r: is_number(r) and 0 < r <= 1, "ratio {!r} is outside (0, 1]", "numbers in (0, 1]")
 
 
 def _groups(name, v) -> None:
@@ -325,6 +334,23 @@ PARAMS: dict = {
         "mia": Choice("best_of_grid", "membership-inference attack: the paper's 6 random forests, or one", MIA_MODES),
         "reference": Choice("retrain_reweight", "reference of avg. gap, ToW and ToW-MIA", REFERENCES),
     },
+    "audit": {  # the forgetting audit (docs/audit.md): stages audit_models@{ratio}, audit@{ratio}
+        "ratios": Rule(
+            [], "ratios to audit, each one of `ratios` ([] = no audit)", _audit_ratios, "[] or ratios of `ratios`"
+        ),
+        "models": Int(16, "models per side: N unlearned and N RETRAIN references, from independent seeds", low=3),
+        "seed": Int(1000, "first seed of the audit's models (N originals, then N references)", low=0),
+        "ensemble": Choice("auto", "train the models together (auto: where the model allows it)", AUDIT_ENSEMBLE),
+        "variance": Choice(
+            "per_example", "U-LiRA's Gaussians: a variance per example, or one per side", AUDIT_VARIANCES
+        ),
+        "center": Choice(
+            "mean", "U-LiRA's Gaussians centred on the mean (LiRA's paper) or median (its code)", AUDIT_CENTERS
+        ),
+        "delta": Number(
+            1e-5, "delta of the per-example (epsilon, delta) estimate", low=0, high=1, low_open=True, high_open=True
+        ),
+    },
     "distributed": {
         "processes": Int(1, "training processes per PRETRAIN / RETRAIN stage under torchrun (1 = no DDP)"),
         "backend": Choice("auto", "process-group backend (auto: nccl on CUDA GPUs, else gloo)", BACKENDS),
@@ -343,6 +369,7 @@ SECTION_DOCS = {
     "unlearn": "shared by every method; null = the recipe's value, else the default",
     "methods": "each method's own options; null = the recipe's value, else the method's default",
     "eval": "evaluation",
+    "audit": "the forgetting audit: per-example attacks on N unlearned vs N RETRAIN models (docs/audit.md)",
     "distributed": "data-parallel PRETRAIN / RETRAIN",
 }
 PROTOCOL_DEFAULTS = {s: defaults(PARAMS[s]) for s in ("model", "train", "retrain")}  # grmu.protocols

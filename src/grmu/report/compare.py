@@ -8,6 +8,7 @@ import pandas as pd
 
 from grmu import GrmuError
 from grmu.report.gaps import GOLD, LABELS, MODELS, model_label
+from grmu.report.audit import audit_table, load_audits, plot_audits
 from grmu.report.plots import plot_gap_vs_ratio
 from grmu.report.tables import summary_table, to_markdown
 from grmu.runtime import write_text
@@ -142,8 +143,9 @@ def named(experiments: list[dict], patterns: list[str] | None) -> list[dict]:
 def report(
     repo: str | Path, out_dir: str | Path, num: int = 1, dataset: str | None = None, names: list[str] | None = None
 ) -> str:
-    """Write ``methods.md``, ``methods.csv``, ``avg_gap_vs_ratio.{csv,png}`` into ``out_dir``;
-    return the Markdown table. ``names``: only the experiments matching these globs."""
+    """Write ``methods.md``, ``methods.csv``, ``avg_gap_vs_ratio.{csv,png}`` into ``out_dir`` (and,
+    for experiments with forgetting audits, ``audit.md``, ``audit.csv``, ``audit_eps.png``);
+    return the Markdown tables. ``names``: only the experiments matching these globs."""
     experiments = of_dataset(named(load_experiments(repo, num), names), dataset)
     df, labels = compare(experiments)
     reference = experiments[0]["reference"]
@@ -157,4 +159,18 @@ def report(
     write_text(out_dir / "methods.csv", table.to_csv(index=False))
     wide = plot_gap_vs_ratio(df, labels, out_dir / "avg_gap_vs_ratio.png")
     write_text(out_dir / "avg_gap_vs_ratio.csv", wide.to_csv(index=False))
+    audits = load_audits(repo, experiments)
+    if audits:  # the experiments run with audit.ratios (docs/audit.md)
+        table = audit_table(audits)
+        audit_md = (
+            "# Forgetting audit\n\nPer experiment and audited ratio: forgetting quality F (1 = every forget "
+            "example indistinguishable from retraining), the final score, mean per-example ε, and the U-LiRA and "
+            "population attacks (AUC, TPR at FPR 1% and 0.1%) on N unlearned vs N RETRAIN models; per group "
+            "where the forget set spans several. docs/audit.md says how each is computed.\n\n"
+            + to_markdown(table.round(3).fillna(""))
+        )
+        write_text(out_dir / "audit.md", audit_md)
+        write_text(out_dir / "audit.csv", table.to_csv(index=False))
+        plot_audits(audits, out_dir / "audit_eps.png")
+        md += "\n" + audit_md
     return md

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from grmu.memorization import resolve_score
+from grmu.prepared import group_names
 from grmu.report.gaps import add_gaps, collect, model_label, summary_json
 from grmu.report.plots import plot_ga
 from grmu.report.tables import curves, environments, ga_vs_ratio, group_acc_long, labels_for, summary_table, to_markdown
@@ -68,11 +69,7 @@ def run(params: dict, eval_dir, logs_dir, prepared_meta: dict, metrics_dir, plot
         },
     )
 
-    names = [
-        f"g{i} ({prepared_meta['classes'][i // prepared_meta['n_attrs']]}, "
-        f"{prepared_meta['attrs'][i % prepared_meta['n_attrs']]})"
-        for i in range(prepared_meta["n_classes"] * prepared_meta["n_attrs"])
-    ]
+    names = group_names(prepared_meta)
     wide = ga_vs_ratio(df)
     write_text(plots_dir / "ga_vs_ratio.csv", wide.to_csv(index=False))
     write_text(plots_dir / "group_acc.csv", group_acc_long(df, names, method, reweight).to_csv(index=False))

@@ -45,5 +45,9 @@ def run(params: dict, out) -> None:
             f"forget.multi_group is only supported by fairface; dataset '{dataset.name}' has no "
             "multi-group forget sets (set forget.multi_group: null)"
         )
+    if params["audit"]["ratios"]:
+        from grmu.stages.audit_train import check as check_audit
+
+        check_audit(params)  # audit.ensemble on with a model the ensemble cannot pack
     write_text(out, "ok\n")
     print(f"params ok: dataset {dataset.name}, method {method.name}, model {arch}")

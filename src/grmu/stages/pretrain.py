@@ -18,6 +18,36 @@ from grmu.runtime import close_live, live_run, run_info
 from grmu.train import Pass, ce_loss, fit
 
 
+def train_model(
+    params: dict,
+    cfg: dict,
+    prep: Prepared,
+    idx: np.ndarray,
+    seed: int,
+    name: str,
+    loss=ce_loss,
+    weights: np.ndarray | None = None,
+    live=None,
+):
+    """A fresh model of ``params['model']`` trained with ``cfg`` on samples ``idx`` (drawn with
+    ``weights`` when given), at its best-validation-accuracy epoch: ``(model, history, seconds)``."""
+    model = new_model(params["model"], prep, seed)
+    p = Pass("train", idx, loss, cfg["batch_size"], weights)
+    t0 = time.time()
+    model, history = fit(
+        model,
+        prep,
+        lambda e: [p],
+        cfg,
+        seed=seed,
+        val_idx=prep.indices("val"),
+        select_best=True,
+        live=live,
+        desc=f"{name} s{seed}",
+    )
+    return model, history, time.time() - t0
+
+
 def train_and_save(
     params: dict,
     cfg: dict,
@@ -31,29 +61,14 @@ def train_and_save(
     weights: np.ndarray | None = None,
     settings: dict | None = None,
 ) -> dict:
-    """Train a fresh model of ``params['model']`` with ``cfg`` on samples ``idx`` (drawn with
-    ``weights`` when given), keep the best-validation-accuracy epoch and save it to ``out``, its
-    outputs on every sample beside it (``grmu.inference.outputs_path``).
+    """``train_model``, then save the model to ``out`` and its outputs on every sample beside it
+    (``grmu.inference.outputs_path``).
 
     The checkpoint's info records the model, ``cfg``, the protocol and ``settings`` (a
     variant's own, e.g. Group-DRO's eta) next to the training history."""
-    model = new_model(params["model"], prep, seed)
     main = is_main()  # under DDP, process 0 alone logs and saves (grmu.distributed)
     with live_run(live_dir if main else None) as live:
-        p = Pass("train", idx, loss, cfg["batch_size"], weights)
-        t0 = time.time()
-        model, history = fit(
-            model,
-            prep,
-            lambda e: [p],
-            cfg,
-            seed=seed,
-            val_idx=prep.indices("val"),
-            select_best=True,
-            live=live,
-            desc=f"{name} s{seed}",
-        )
-        seconds = time.time() - t0
+        model, history, seconds = train_model(params, cfg, prep, idx, seed, name, loss, weights, live)
         info = {
             "name": name,
             "seed": seed,

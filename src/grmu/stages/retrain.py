@@ -19,13 +19,13 @@ from grmu.train import ce_loss
 VARIANTS = ("erm", "reweight", "gdro")
 
 
-def run(params: dict, prepared, variant: str, forget_path, seed: int, out, live_dir=None) -> dict:
+def setup(params: dict, prep, variant: str, idx: np.ndarray) -> tuple[dict, dict, object, np.ndarray | None, dict]:
+    """How RETRAIN ``variant`` trains on the remaining samples ``idx``: ``(params, cfg, loss,
+    weights, settings)`` for ``grmu.stages.pretrain.train_model`` (params with the variant's
+    precision, the train loop with its lr and batch size, its loss, its sampler's weights, its
+    own settings for the record)."""
     if variant not in VARIANTS:
         raise GrmuError(f"unknown retrain variant '{variant}'; valid: {', '.join(VARIANTS)}")
-    prep = load_prepared(prepared)
-    forget = load_forget(forget_path, prep)["forget"]
-    idx = remaining_indices(prep, forget)
-    assert not np.isin(idx, forget).any(), "a forget sample leaked into the retrain set"
     overrides = params["retrain"][variant]
     cfg = dict(params["train"])
     cfg["lr"] = overrides["lr"] or cfg["lr"]
@@ -43,6 +43,17 @@ def run(params: dict, prepared, variant: str, forget_path, seed: int, out, live_
         def loss(model, x, y, g):
             return dro(model(x), y, g)
 
+    return params, cfg, loss, weights, settings
+
+
+def run(params: dict, prepared, variant: str, forget_path, seed: int, out, live_dir=None) -> dict:
+    if variant not in VARIANTS:
+        raise GrmuError(f"unknown retrain variant '{variant}'; valid: {', '.join(VARIANTS)}")
+    prep = load_prepared(prepared)
+    forget = load_forget(forget_path, prep)["forget"]
+    idx = remaining_indices(prep, forget)
+    assert not np.isin(idx, forget).any(), "a forget sample leaked into the retrain set"
+    params, cfg, loss, weights, settings = setup(params, prep, variant, idx)
     return train_and_save(params, cfg, prep, idx, seed, out, live_dir, f"retrain_{variant}", loss, weights, settings)
 
 

@@ -17,42 +17,50 @@ from grmu.runtime import close_live, device, live_run, run_info
 from grmu.splits import load_forget, remaining_indices
 
 
-def run(params: dict, prepared, pretrained, forget_path, seed: int, out, live_dir=None) -> dict:
+def unlearn_model(params: dict, prep, model, fs: dict, seed: int, live=None):
+    """Apply ``params['method']`` (with ``reweight``) to ``model`` for the forget set ``fs``
+    (``grmu.splits.load_forget``): ``(model, info, seconds)``."""
     spec = get_method(params["method"])
-    prep = load_prepared(prepared)
-    fs = load_forget(forget_path, prep)
     forget = fs["forget"]
     settings = resolve(params, spec.options, fs["ratio"])
     options = settings["options"]
+    model.to(device())
+    ctx = UnlearnContext(
+        model=model,
+        prep=prep,
+        forget_idx=forget,
+        remaining_idx=remaining_indices(prep, forget),
+        cfg=settings["unlearn"],
+        options=options,
+        reweight=params["reweight"],
+        seed=seed,
+        live=live,
+        subsets=fs.get("subsets"),
+    )
+    t0 = time.time()
+    model = spec.run(ctx)
+    seconds = time.time() - t0
+    info = {
+        "name": spec.name,
+        "reweight": params["reweight"],
+        "recipe": settings["recipe"],
+        "unlearn": settings["unlearn"],
+        "options": options,
+        "source": settings["source"],
+        "seed": seed,
+        "run": run_info(seed),
+    }
+    return model, info, seconds
+
+
+def run(params: dict, prepared, pretrained, forget_path, seed: int, out, live_dir=None) -> dict:
+    get_method(params["method"])  # an unknown method is one line before anything is read
+    prep = load_prepared(prepared)
+    fs = load_forget(forget_path, prep)
     model = new_model(params["model"], prep, seed, load_weights=False)
     load_checkpoint(pretrained, model)
-    model.to(device())
     with live_run(live_dir) as live:
-        ctx = UnlearnContext(
-            model=model,
-            prep=prep,
-            forget_idx=forget,
-            remaining_idx=remaining_indices(prep, forget),
-            cfg=settings["unlearn"],
-            options=options,
-            reweight=params["reweight"],
-            seed=seed,
-            live=live,
-            subsets=fs.get("subsets"),
-        )
-        t0 = time.time()
-        model = spec.run(ctx)
-        info = {
-            "name": spec.name,
-            "reweight": params["reweight"],
-            "recipe": settings["recipe"],
-            "unlearn": settings["unlearn"],
-            "options": options,
-            "source": settings["source"],
-            "seed": seed,
-            "run": run_info(seed),
-        }
-        seconds = time.time() - t0
+        model, info, seconds = unlearn_model(params, prep, model, fs, seed, live)
         close_live(live, "unlearn_seconds", seconds)
         save_outputs(
             outputs_path(out),
@@ -60,10 +68,10 @@ def run(params: dict, prepared, pretrained, forget_path, seed: int, out, live_di
             prep,
             params["eval"]["batch_size"],
             info,
-            f"unlearn {spec.name} r={fs['ratio']} seed={seed}",
+            f"unlearn {info['name']} r={fs['ratio']} seed={seed}",
         )
         save_checkpoint(out, model.cpu(), info)
-    print(f"unlearn {spec.name}{'+reweight' if params['reweight'] else ''} seed={seed}: {seconds:.1f}s")
+    print(f"unlearn {info['name']}{'+reweight' if params['reweight'] else ''} seed={seed}: {seconds:.1f}s")
     return {**info, "unlearn_seconds": seconds}
 
 
