@@ -26,12 +26,6 @@ def _files(repo: Path, rev: str, folder: str, suffix: str) -> list[str]:
     return sorted(n for n in res.stdout.split() if n.endswith(suffix)) if res.returncode == 0 else []
 
 
-def _show(repo: Path, rev: str, path: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), "show", f"{rev}:{path}"], capture_output=True, text=True, check=True
-    ).stdout
-
-
 def read_audit(text: str, where: str) -> dict:
     """An audit result (``metrics/audit/{ratio}.json``) from ``where``, checked for what the report
     reads: one line naming the file and the problem otherwise."""
@@ -53,6 +47,14 @@ def read_audit(text: str, where: str) -> dict:
 
 def load_audits(repo: str | Path, experiments: list[dict]) -> list[dict]:
     """Each experiment's audits at its commit: ``{"label", "name", "ratio", "result", "examples"}``."""
+    from grmu.report.compare import _git_show  # compare imports this module
+
+    def _show(repo: Path, rev: str, path: str) -> str:
+        text = _git_show(repo, rev, path)
+        if text is None:
+            raise FileNotFoundError(f"{path} is not in {rev}")
+        return text
+
     repo, out = Path(repo), []
     for exp in experiments:
         for name in _files(repo, exp["rev"], "metrics/audit", ".json"):
@@ -62,7 +64,7 @@ def load_audits(repo: str | Path, experiments: list[dict]) -> list[dict]:
             try:
                 examples = pd.read_csv(io.StringIO(_show(repo, exp["rev"], f"plots/audit/{csv}")))
                 examples = examples[["group", "eps", "eps_original"]]
-            except (subprocess.CalledProcessError, KeyError, ValueError) as e:
+            except (FileNotFoundError, KeyError, ValueError) as e:
                 raise GrmuError.wrap(f"missing or damaged plots/audit/{csv} of {exp['name']}; {RERUN}", e) from e
             label = model_label("unlearned", result["method"], result["reweight"])
             out.append(
