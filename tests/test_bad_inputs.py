@@ -547,7 +547,7 @@ def test_a_damaged_summary_of_an_experiment_is_refused_by_the_report(tmp_path, c
     (tmp_path / ".dvc").mkdir()
     monkeypatch.setattr(dvc.api, "exp_show", lambda repo, num: [{"rev": "abc1234", "Experiment": "gm-1"}])
     files = {"metrics/summary.json": '{"method": "scrub"}', "metrics/per_seed.csv": "model,ratio,seed\n"}
-    monkeypatch.setattr(compare, "_git_show", lambda repo, rev, path: files[path])
+    monkeypatch.setattr(compare, "git_show", lambda repo, rev, path: files[path])
     code, err = cli(["report", "--repo", tmp_path, "--out", tmp_path / "out"], capsys)
     assert_one_line(
         code,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +13,10 @@ import pandas as pd
 
 from grmu import GrmuError
 from grmu.report.gaps import model_label
+from grmu.report.gitread import git_files, git_show
 
 RERUN = "rerun `dvc repro audit` (or restore the file)"
 ATTACKS = (("AUC", "AUC"), ("TPR@1%", "TPR@FPR=0.01"), ("TPR@0.1%", "TPR@FPR=0.001"))
-
-
-def _files(repo: Path, rev: str, folder: str, suffix: str) -> list[str]:
-    res = subprocess.run(
-        ["git", "-C", str(repo), "ls-tree", "--name-only", f"{rev}:{folder}"], capture_output=True, text=True
-    )
-    return sorted(n for n in res.stdout.split() if n.endswith(suffix)) if res.returncode == 0 else []
 
 
 def read_audit(text: str, where: str) -> dict:
@@ -47,17 +40,16 @@ def read_audit(text: str, where: str) -> dict:
 
 def load_audits(repo: str | Path, experiments: list[dict]) -> list[dict]:
     """Each experiment's audits at its commit: ``{"label", "name", "ratio", "result", "examples"}``."""
-    from grmu.report.compare import _git_show  # compare imports this module
 
     def _show(repo: Path, rev: str, path: str) -> str:
-        text = _git_show(repo, rev, path)
+        text = git_show(repo, rev, path)
         if text is None:
             raise FileNotFoundError(f"{path} is not in {rev}")
         return text
 
     repo, out = Path(repo), []
     for exp in experiments:
-        for name in _files(repo, exp["rev"], "metrics/audit", ".json"):
+        for name in git_files(repo, exp["rev"], "metrics/audit", ".json"):
             where = f"metrics/audit/{name} of {exp['name']}"
             result = read_audit(_show(repo, exp["rev"], f"metrics/audit/{name}"), where)
             csv = Path(name).with_suffix(".csv").name

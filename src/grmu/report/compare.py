@@ -7,18 +7,12 @@ from pathlib import Path
 import pandas as pd
 
 from grmu import GrmuError
+from grmu.report.gitread import git_show
 from grmu.report.gaps import GOLD, LABELS, MODELS, model_label
 from grmu.report.audit import audit_table, load_audits, plot_audits
 from grmu.report.plots import plot_gap_vs_ratio
 from grmu.report.tables import summary_table, to_markdown
 from grmu.runtime import write_text
-
-
-def _git_show(repo: Path, rev: str, path: str) -> str | None:
-    import subprocess
-
-    res = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{path}"], capture_output=True, text=True)
-    return res.stdout if res.returncode == 0 else None
 
 
 def load_experiments(repo: str | Path = ".", num: int = 1) -> list[dict]:
@@ -37,7 +31,7 @@ def load_experiments(repo: str | Path = ".", num: int = 1) -> list[dict]:
         rev = row.get("rev")
         if rev in (None, "workspace"):
             continue
-        summary, per_seed = _git_show(repo, rev, "metrics/summary.json"), _git_show(repo, rev, "metrics/per_seed.csv")
+        summary, per_seed = git_show(repo, rev, "metrics/summary.json"), git_show(repo, rev, "metrics/per_seed.csv")
         if summary is None or per_seed is None:
             continue  # a commit without results
         name = row.get("Experiment") or rev
