@@ -7,25 +7,32 @@
 # experiments carry no new paper metrics (those are in docs/results.md) and the table is built from
 # the audits alone (grmu.report.audit). From the repository root with the venv active:
 #     bash tools/audit_comparison.sh            (about 25 minutes on 2 CPU cores)
-# DATASET=mnist FORGET=random REFERENCE=retrain_erm bash tools/audit_comparison.sh: 10 classes, random
-# forget sets (every class is a group), plain RETRAIN as the reference.
+# DATASET=mnist FORGET=random REFERENCE=retrain_erm bash tools/audit_comparison.sh: 10 classes, a random
+# forget set of 300 examples (ratio 0.1; every class is a group), plain RETRAIN as the reference.
+# DATASET=mnist FORGET=memorization REFERENCE=retrain_erm bash tools/audit_comparison.sh: 300 examples by
+# held-out memorization scores, a third each of high, mid and low (forget.level mix; LEVEL= to change).
+# Experiments are named audit-{dataset}[-{forget kind}]-{method}; the report goes to reports/ by that tag.
 set -euo pipefail
 dataset=${DATASET:-colored_mnist}
-common=(-S dataset="$dataset" -S forget.kind="${FORGET:-group}" -S eval.reference="${REFERENCE:-retrain_reweight}")
-if [ "${FORGET:-group}" = random ]; then ratio=0.1; else ratio=0.5; fi
+kind=${FORGET:-group}
+common=(-S dataset="$dataset" -S forget.kind="$kind" -S eval.reference="${REFERENCE:-retrain_reweight}")
+if [ "$kind" = group ]; then ratio=0.5; tag=$dataset; else ratio=0.1; tag=$dataset-$kind; fi
+[ "$kind" = memorization ] && common+=(-S forget.level="${LEVEL:-mix}")
 common+=(-S "ratios=[$ratio]" -S "audit.ratios=[$ratio]")
 methods=(finetune l1_sparse salun scrub miu neggrad neggrad_plus random_label influence sharp_minmax)
 paper=(finetune l1_sparse salun scrub miu)
+names=()
 run() {  # name, extra -S args
   local name=$1; shift
+  names+=("$name")
   dvc exp remove -q "$name" 2>/dev/null || true  # a rerun replaces its experiment
   dvc exp run -q "audit@$ratio" "${common[@]}" "$@" -n "$name"
 }
-for m in "${methods[@]}"; do run "audit-$dataset-$m" -S method="$m" -S reweight=false; done
+for m in "${methods[@]}"; do run "audit-$tag-$m" -S method="$m" -S reweight=false; done
 for m in "${paper[@]}"; do
-  [ "${FORGET:-group}" = group ] && run "audit-$dataset-$m-rw" -S method="$m" -S reweight=true
+  [ "$kind" = group ] && run "audit-$tag-$m-rw" -S method="$m" -S reweight=true
 done
-python - "$dataset" <<'PY'
+python - "$tag" "${names[@]}" <<'PY'
 import sys
 from pathlib import Path
 
@@ -33,10 +40,10 @@ from grmu.report.audit import audit_table, load_audits, plot_audits
 from grmu.report.compare import load_experiments, named
 from grmu.report.tables import to_markdown
 
-dataset = sys.argv[1]
-exps = named(load_experiments(".", 1), [f"audit-{dataset}-*"])
+tag, names = sys.argv[1], sys.argv[2:]
+exps = named(load_experiments(".", 1), names)
 audits = load_audits(".", exps)
-out = Path(f"reports/audit-{dataset}")
+out = Path(f"reports/audit-{tag}")
 out.mkdir(parents=True, exist_ok=True)
 table = audit_table(audits)
 table.to_csv(out / "audit.csv", index=False)
