@@ -11,16 +11,21 @@
 # forget set of 300 examples (ratio 0.1; every class is a group), plain RETRAIN as the reference.
 # DATASET=mnist FORGET=memorization REFERENCE=retrain_erm bash tools/audit_comparison.sh: 300 examples by
 # held-out memorization scores, a third each of high, mid and low (forget.level mix; LEVEL= to change).
-# Experiments are named audit-{dataset}[-{forget kind}]-{method}; the report goes to reports/ by that tag.
+# AUDIT_SEED=2000 audits with other models (audit.seed; tag suffix -s2000), METHODS="finetune salun" a subset:
+# repeats over audit seeds put a number on the noise of F (docs/audit.md, "How noisy is F").
+# Experiments are named audit-{dataset}[-{forget kind}][-s{seed}]-{method}; the report goes to reports/ by that tag.
 set -euo pipefail
 dataset=${DATASET:-colored_mnist}
 kind=${FORGET:-group}
 common=(-S dataset="$dataset" -S forget.kind="$kind" -S eval.reference="${REFERENCE:-retrain_reweight}")
 if [ "$kind" = group ]; then ratio=0.5; tag=$dataset; else ratio=0.1; tag=$dataset-$kind; fi
+if [ -n "${AUDIT_SEED:-}" ]; then common+=(-S audit.seed="$AUDIT_SEED"); tag=$tag-s$AUDIT_SEED; fi
 [ "$kind" = memorization ] && common+=(-S forget.level="${LEVEL:-mix}")
 common+=(-S "ratios=[$ratio]" -S "audit.ratios=[$ratio]")
-methods=(finetune l1_sparse salun scrub miu neggrad neggrad_plus random_label influence sharp_minmax)
-paper=(finetune l1_sparse salun scrub miu)
+all=(finetune l1_sparse salun scrub miu neggrad neggrad_plus random_label influence sharp_minmax)
+read -r -a methods <<< "${METHODS:-${all[*]}}"
+paper=()  # the paper's five, of those chosen, also with REWEIGHT
+for m in finetune l1_sparse salun scrub miu; do [[ " ${methods[*]} " == *" $m "* ]] && paper+=("$m"); done
 names=()
 run() {  # name, extra -S args
   local name=$1; shift
@@ -29,7 +34,7 @@ run() {  # name, extra -S args
   dvc exp run -q "audit@$ratio" "${common[@]}" "$@" -n "$name"
 }
 for m in "${methods[@]}"; do run "audit-$tag-$m" -S method="$m" -S reweight=false; done
-for m in "${paper[@]}"; do
+for m in "${paper[@]+"${paper[@]}"}"; do
   [ "$kind" = group ] && run "audit-$tag-$m-rw" -S method="$m" -S reweight=true
 done
 python - "$tag" "${names[@]}" <<'PY'
