@@ -232,3 +232,59 @@ def test_a_diverged_audit_model_is_never_recorded(prep):
         model.head.bias.fill_(float("inf"))
     with pytest.raises(GrmuError, match="not finite"):
         audit_train.outputs(model, prep, prep.indices("train")[:5], prep.indices("train")[5:], 64, "audit model")
+
+
+def _side(F: float, auc: float, n: int | None = None) -> dict:
+    attack = {"AUC": auc, "TPR@FPR=0.01": auc / 10, "TPR@FPR=0.001": auc / 100}
+    side = {"F": F, "eps_mean": 1 / F, "ulira": attack, "population": {**attack, "AUC": auc - 0.1}}
+    return side if n is None else {**side, "n": n}
+
+
+def test_the_report_has_a_row_per_group_and_per_memorization_level_with_doing_nothing_beside():
+    from grmu.report.audit import audit_table
+
+    def result(method, base):
+        levels = {lv: _side(base + k / 100, 0.6 + k / 10, 4 - k) for k, lv in enumerate(("low", "high", "mid"))}
+        groups = {"g0": _side(base + 0.05, 0.55, 5), "g1": _side(base + 0.06, 0.65, 4)}
+        unl = {**_side(base, 0.7), "score": base / 2, "groups": groups, "levels": levels}
+        orig = {**_side(base / 3, 0.9), "score": 0.0, "groups": {g: _side(base / 4, 0.8, 1) for g in groups}}
+        orig["levels"] = {lv: _side(base / 5 + k / 1000, 0.85, 1) for k, lv in enumerate(("high", "mid", "low"))}
+        return {
+            "ratio": 0.1,
+            "models": 8,
+            "method": method,
+            "reweight": False,
+            "n_forget": 9,
+            "unlearned": unl,
+            "original": orig,
+        }
+
+    audits = [{"label": f"{m.upper()}", "result": result(m, b)} for m, b in (("salun", 0.3), ("scrub", 0.6))]
+    table = audit_table(audits).set_index(["method", "group"])
+    assert list(table.loc["SALUN"].index) == [
+        "all",
+        "g0",
+        "g1",
+        "memorization high",
+        "memorization mid",
+        "memorization low",
+    ]
+    assert table.loc[("doing nothing (PRETRAIN)", "all"), "F"] == pytest.approx(0.1)  # the first audit's originals
+    assert table.loc[("SCRUB", "all"), ["F", "F (doing nothing)", "score"]].tolist() == pytest.approx([0.6, 0.2, 0.3])
+    row = table.loc[("SCRUB", "memorization high")]  # levels as written: low 0, high 1, mid 2
+    assert row[["F", "n forget", "U-LiRA AUC", "population AUC"]].tolist() == pytest.approx([0.61, 3, 0.7, 0.6])
+    assert row["F (doing nothing)"] == pytest.approx(0.12)  # the originals' own high level
+    assert table.loc[("SCRUB", "g1"), ["F", "F (doing nothing)"]].tolist() == pytest.approx([0.66, 0.15])
+    single = result("scrub", 0.6)
+    for part in ("unlearned", "original"):
+        single[part]["groups"] = {"g0": single[part]["groups"]["g0"]}
+        del single[part]["levels"]
+    rows = audit_table([{"label": "SCRUB", "result": single}])
+    assert rows["group"].tolist() == ["all", "all"]  # one group, no levels: only the whole
+
+
+def test_the_eps_plots_split_by_memorization_level_where_there_is_one():
+    df = pd.DataFrame({"group": ["b", "a", "b"], "level": ["low", "high", ""]})
+    assert audit.panels(df) == ("level", ["high", "low"])
+    assert audit.panels(df.assign(level="")) == ("group", ["a", "b"])
+    assert audit.panels(df.drop(columns="level")) == ("group", ["a", "b"])

@@ -10,7 +10,8 @@
 # DATASET=mnist FORGET=random REFERENCE=retrain_erm bash tools/audit_comparison.sh: 10 classes, a random
 # forget set of 300 examples (ratio 0.1; every class is a group), plain RETRAIN as the reference.
 # DATASET=mnist FORGET=memorization REFERENCE=retrain_erm bash tools/audit_comparison.sh: 300 examples by
-# held-out memorization scores, a third each of high, mid and low (forget.level mix; LEVEL= to change).
+# held-out memorization scores, a third each of high, mid and low (forget.level mix, where RUM joins
+# the methods; LEVEL= to change).
 # AUDIT_SEED=2000 audits with other models (audit.seed; tag suffix -s2000), METHODS="finetune salun" a subset:
 # repeats over audit seeds put a number on the noise of F (docs/audit.md, "How noisy is F").
 # Experiments are named audit-{dataset}[-{forget kind}][-s{seed}]-{method}; the report goes to reports/ by that tag.
@@ -23,6 +24,7 @@ if [ -n "${AUDIT_SEED:-}" ]; then common+=(-S audit.seed="$AUDIT_SEED"); tag=$ta
 [ "$kind" = memorization ] && common+=(-S forget.level="${LEVEL:-mix}")
 common+=(-S "ratios=[$ratio]" -S "audit.ratios=[$ratio]")
 all=(finetune l1_sparse salun scrub miu neggrad neggrad_plus random_label influence sharp_minmax)
+[ "$kind" = memorization ] && [ "${LEVEL:-mix}" = mix ] && all+=(rum)  # RUM: a method per memorization level
 read -r -a methods <<< "${METHODS:-${all[*]}}"
 paper=()  # the paper's five, of those chosen, also with REWEIGHT
 for m in finetune l1_sparse salun scrub miu; do [[ " ${methods[*]} " == *" $m "* ]] && paper+=("$m"); done
@@ -41,18 +43,10 @@ python - "$tag" "${names[@]}" <<'PY'
 import sys
 from pathlib import Path
 
-from grmu.report.audit import audit_table, load_audits, plot_audits
+from grmu.report.audit import load_audits, write_audit_report
 from grmu.report.compare import load_experiments, named
-from grmu.report.tables import to_markdown
 
 tag, names = sys.argv[1], sys.argv[2:]
-exps = named(load_experiments(".", 1), names)
-audits = load_audits(".", exps)
-out = Path(f"reports/audit-{tag}")
-out.mkdir(parents=True, exist_ok=True)
-table = audit_table(audits)
-table.to_csv(out / "audit.csv", index=False)
-(out / "audit.md").write_text(to_markdown(table.round(3).fillna("")))
-plot_audits(audits, out / "audit_eps.png")
-print(to_markdown(table.round(3).fillna("")))
+audits = load_audits(".", named(load_experiments(".", 1), names))
+print(write_audit_report(audits, Path(f"reports/audit-{tag}")))
 PY

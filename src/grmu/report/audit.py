@@ -1,6 +1,6 @@
 """The forgetting audits of the reported experiments (docs/audit.md): one row per experiment and
-audited ratio, and one per group of its forget examples; and the per-example ε of every
-experiment in one figure."""
+audited ratio, one per group of its forget examples and, for memorization forget sets, one per
+memorization level; and the per-example ε of every experiment in one figure."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ import pandas as pd
 
 from grmu import GrmuError
 from grmu.report.gaps import model_label
+from grmu.memorization import SUBSETS
+from grmu.runtime import write_text
+from grmu.report.tables import to_markdown
 from grmu.report.gitread import git_files, git_show
+from grmu.stages.audit import panels
 
 RERUN = "rerun `dvc repro audit` (or restore the file)"
 ATTACKS = (("AUC", "AUC"), ("TPR@1%", "TPR@FPR=0.01"), ("TPR@0.1%", "TPR@FPR=0.001"))
@@ -30,8 +34,9 @@ def read_audit(text: str, where: str) -> dict:
             for attack in ("ulira", "population"):
                 for _, key in ATTACKS:
                     float(a[side][attack][key])
-            for g, row in a[side]["groups"].items():
-                float(row["F"]), float(row["ulira"]["AUC"]), int(row["n"])
+            for part in ("groups", "levels"):
+                for row in a[side].get(part, {}).values():
+                    float(row["F"]), float(row["ulira"]["AUC"]), int(row["n"])
         float(a["ratio"]), int(a["models"]), str(a["method"]), bool(a["reweight"])
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise GrmuError.wrap(f"damaged audit result {where}; {RERUN}", e) from e
@@ -55,7 +60,7 @@ def load_audits(repo: str | Path, experiments: list[dict]) -> list[dict]:
             csv = Path(name).with_suffix(".csv").name
             try:
                 examples = pd.read_csv(io.StringIO(_show(repo, exp["rev"], f"plots/audit/{csv}")))
-                examples = examples[["group", "eps", "eps_original"]]
+                examples = examples[["group", "level", "eps", "eps_original"]].fillna({"level": ""})
             except (FileNotFoundError, KeyError, ValueError) as e:
                 raise GrmuError.wrap(f"missing or damaged plots/audit/{csv} of {exp['name']}; {RERUN}", e) from e
             label = model_label("unlearned", result["method"], result["reweight"])
@@ -76,9 +81,17 @@ def _row(label: str, ratio, n: int, group: str, side: dict, nothing: dict | None
     return row
 
 
+def _levels(side: dict) -> list[tuple[str, dict]]:
+    """The memorization levels of a side's breakdown (none for other forget sets), high to low."""
+    levels = side.get("levels", {})
+    return [(f"memorization {lv}", levels[lv]) for lv in SUBSETS if lv in levels]
+
+
 def audit_table(audits: list[dict]) -> pd.DataFrame:
-    """One row per audit (group "all", with the final score) and one per group of its forget
-    examples; the same for doing nothing (the originals) as the first rows of each ratio."""
+    """One row per audit (group "all", with the final score), one per group of its forget examples
+    (where there are several) and one per memorization level ("memorization high", ...); doing
+    nothing (the originals) as the first row of each ratio, and as the column "F (doing nothing)"
+    of the others."""
     rows, seen = [], set()
     for a in audits:
         r = a["result"]
@@ -108,25 +121,27 @@ def audit_table(audits: list[dict]) -> pd.DataFrame:
                 "score": r["unlearned"]["score"],
             }
         )
-        if len(r["unlearned"]["groups"]) > 1:
-            for g, side in r["unlearned"]["groups"].items():
-                rows.append(_row(a["label"], r["ratio"], r["models"], g, side, r["original"]["groups"][g]))
+        parts = list(r["unlearned"]["groups"].items()) if len(r["unlearned"]["groups"]) > 1 else []
+        nothing = {**r["original"]["groups"], **dict(_levels(r["original"]))}
+        for g, side in parts + _levels(r["unlearned"]):
+            rows.append(_row(a["label"], r["ratio"], r["models"], g, side, nothing[g]))
     return pd.DataFrame(rows)
 
 
 def plot_audits(audits: list[dict], path: Path) -> None:
     """The share of forget examples with ε ≤ x, one line per experiment (and doing nothing,
-    dotted), a panel per group; ε beyond the last bin drawn at its edge."""
+    dotted), a panel per group (per memorization level for memorization forget sets); ε beyond
+    the last bin drawn at its edge."""
     from grmu.report.plots import _pyplot, save_figure
 
     plt = _pyplot()
-    groups = sorted({g for a in audits for g in a["examples"]["group"].unique()})
+    column, groups = panels(pd.concat([a["examples"] for a in audits]))
     fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4.0), squeeze=False)
     top = max(np.ceil(np.log(a["result"]["models"] - 1)) for a in audits) + 0.5
     for ax, group in zip(axes[0], groups):
         drawn = set()
         for i, a in enumerate(audits):
-            part = a["examples"][a["examples"]["group"] == group]
+            part = a["examples"][a["examples"][column] == group]
             curves = [("eps", "-", a["label"])]
             if ("nothing", a["ratio"]) not in drawn:
                 curves.append(("eps_original", ":", "doing nothing"))
@@ -144,6 +159,22 @@ def plot_audits(audits: list[dict], path: Path) -> None:
         ax.set_xlim(0, top)
         ax.set_xlabel(f"per-example ε (≥ {top - 0.5:g}: beyond the last bin)")
         ax.set_ylabel("share of forget examples with ε ≤ x")
-        ax.set_title(group, fontsize=9)
+        ax.set_title(f"memorization {group}" if column == "level" else group, fontsize=9)
         ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+def write_audit_report(audits: list[dict], out_dir: Path) -> str:
+    """``audit.md``, ``audit.csv`` and ``audit_eps.png`` of the audits in ``out_dir``; the markdown."""
+    table = audit_table(audits)
+    md = (
+        "# Forgetting audit\n\nPer experiment and audited ratio: forgetting quality F (1 = every forget "
+        "example indistinguishable from retraining), the final score, mean per-example ε, and the U-LiRA and "
+        "population attacks (AUC, TPR at FPR 1% and 0.1%) on N unlearned vs N RETRAIN models; per group "
+        "where the forget set spans several, per memorization level for memorization forget sets. "
+        "docs/audit.md says how each is computed.\n\n" + to_markdown(table.round(3).astype(object).fillna(""))
+    )
+    write_text(Path(out_dir) / "audit.md", md)
+    write_text(Path(out_dir) / "audit.csv", table.to_csv(index=False))
+    plot_audits(audits, Path(out_dir) / "audit_eps.png")
+    return md

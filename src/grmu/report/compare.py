@@ -9,7 +9,7 @@ import pandas as pd
 from grmu import GrmuError
 from grmu.report.gitread import git_show
 from grmu.report.gaps import GOLD, LABELS, MODELS, model_label
-from grmu.report.audit import audit_table, load_audits, plot_audits
+from grmu.report.audit import load_audits, write_audit_report
 from grmu.report.plots import plot_gap_vs_ratio
 from grmu.report.tables import summary_table, to_markdown
 from grmu.runtime import write_text
@@ -155,16 +155,6 @@ def report(
     write_text(out_dir / "avg_gap_vs_ratio.csv", wide.to_csv(index=False))
     audits = load_audits(repo, experiments)
     if audits:  # the experiments run with audit.ratios (docs/audit.md)
-        table = audit_table(audits)
-        audit_md = (
-            "# Forgetting audit\n\nPer experiment and audited ratio: forgetting quality F (1 = every forget "
-            "example indistinguishable from retraining), the final score, mean per-example ε, and the U-LiRA and "
-            "population attacks (AUC, TPR at FPR 1% and 0.1%) on N unlearned vs N RETRAIN models; per group "
-            "where the forget set spans several. docs/audit.md says how each is computed.\n\n"
-            + to_markdown(table.round(3).fillna(""))
-        )
-        write_text(out_dir / "audit.md", audit_md)
-        write_text(out_dir / "audit.csv", table.to_csv(index=False))
-        plot_audits(audits, out_dir / "audit_eps.png")
+        audit_md = write_audit_report(audits, out_dir)
         md += "\n" + audit_md
     return md

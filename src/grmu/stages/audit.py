@@ -35,6 +35,7 @@ from grmu.audit import (
     population_scores,
     ulira_scores,
 )
+from grmu.memorization import SUBSETS
 from grmu.prepared import group_names, load_prepared
 from grmu.runtime import write_json, write_text
 from grmu.splits import load_forget
@@ -120,15 +121,26 @@ def levels(fs: dict, forget: np.ndarray) -> np.ndarray | None:
     return lab
 
 
+def panels(examples: pd.DataFrame) -> tuple[str, list[str]]:
+    """How the per-example ε is split into panels: by memorization level (high, mid, low) where the
+    forget examples have one, else by group."""
+    levels = set(examples["level"].fillna("")) - {""} if "level" in examples else set()
+    if levels:
+        return "level", [lv for lv in SUBSETS if lv in levels]
+    return "group", sorted(examples["group"].unique())
+
+
 def plot_eps(df: pd.DataFrame, path, title: str) -> None:
-    """The share of forget examples with ε ≤ x, per group, unlearned (solid) and originals
-    (dotted): the per-example distribution a single F hides."""
+    """The share of forget examples with ε ≤ x, per group (per memorization level for memorization
+    forget sets), unlearned (solid) and originals (dotted): the per-example distribution a single F
+    hides."""
     from grmu.report.plots import _pyplot, save_figure
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for i, (group, part) in enumerate(df.groupby("group", sort=True)):
-        color = f"C{i % 10}"
+    column, groups = panels(df)
+    for i, group in enumerate(groups):
+        part, color = df[df[column] == group], f"C{i % 10}"
         for col, style, tag in (("eps", "-", "unlearned"), ("eps_original", ":", "original")):
             x = np.sort(part[col].to_numpy())
             ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", ls=style, color=color, label=f"{group} {tag}")
