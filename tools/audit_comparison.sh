@@ -33,6 +33,7 @@ run() {  # name, extra -S args
   local name=$1; shift
   names+=("$name")
   dvc exp remove -q "$name" 2>/dev/null || true  # a rerun replaces its experiment
+  git checkout -q -- params.yaml  # the committed params and these settings, not the last experiment's
   dvc exp run -q "audit@$ratio" "${common[@]}" "$@" -n "$name"
 }
 for m in "${methods[@]}"; do run "audit-$tag-$m" -S method="$m" -S reweight=false; done
