@@ -8,7 +8,9 @@ random stand-in data of the dataset's stored shape, with the paper's model, batc
 precision (``auto``: bf16 autocast on a GPU, as the official code; fp32 on a CPU):
 
 * celeba / waterbirds / fairface: ResNet-18 at 224 px, SGD, batch 32, crop + flip;
-* multinli: BERT-base (12 layers, 768 wide), AdamW, batch 32, 128 tokens per pair.
+* multinli: BERT-base (12 layers, 768 wide), AdamW, batch 32, 128 tokens per pair;
+* cifar10: the CIFAR ResNet-18 at 32 px, SGD lr 0.1, batch 256, RandomCrop(32, padding 4) + flip
+  (sharp-unlearn's recipe, fp32 as its code; CIFAR-100 costs the same but for the head).
 
 The **official-style** loop (``--official``, on by default) trains the same model the way the
 paper's code does (fact sheet: DataLoader with 8 workers and pinned memory, bf16 autocast on a
@@ -16,7 +18,9 @@ GPU, the loss read back every step): images are JPEG files (``--samples`` of the
 CelebA's, written once to a temporary folder) decoded with PIL and transformed by torchvision's
 ``RandomResizedCrop(224)``, ``RandomHorizontalFlip``, ``ToTensor`` and ``Normalize`` in the
 workers; token rows come from a ``TensorDataset`` (the official BERT runs read cached features,
-in fp32). The ratio column is grmu's samples/s over the official-style loop's, same device.
+in fp32); CIFAR images are in-memory uint8 arrays made PIL images and transformed by
+``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize`` in the workers,
+in fp32 (sharp-unlearn's loader). The ratio column is grmu's samples/s over the official-style loop's, same device.
 
 Weights are random (the cost does not depend on them). The first epoch over ``--samples``
 samples warms up (allocator, kernel selection, worker start-up); the second is timed. Prints
@@ -45,8 +49,9 @@ from grmu.runtime import device, seed_everything
 from grmu.train import Pass, fit
 
 # real training-split sizes (fact sheet §1.2); None: depends on the user's filtered copy
-TRAIN_SIZE = {"celeba": 162_770, "waterbirds": 4_795, "fairface": None, "multinli": 206_175}
-CLASSES = {"celeba": 2, "waterbirds": 2, "fairface": 9, "multinli": 3}
+TRAIN_SIZE = {"celeba": 162_770, "waterbirds": 4_795, "fairface": None, "multinli": 206_175, "cifar10": 45_000}
+CLASSES = {"celeba": 2, "waterbirds": 2, "fairface": 9, "multinli": 3, "cifar10": 10}
+FP32 = ("multinli", "cifar10")  # the official BERT and CIFAR runs train in fp32; the ResNet ones in bf16
 
 
 def stand_in(name: str, n: int) -> Prepared:
@@ -55,6 +60,9 @@ def stand_in(name: str, n: int) -> Prepared:
         ids = torch.randint(1000, 30522, (n, 1, 128), generator=gen)
         inputs = torch.cat([ids, torch.ones_like(ids), (torch.arange(128) >= 64).long().expand(n, 1, 128)], 1).short()
         meta = {"augment": "shift", "vocab_size": 30522}
+    elif name == "cifar10":
+        inputs = torch.randint(0, 256, (n, 3, 32, 32), generator=gen, dtype=torch.uint8)
+        meta = {"augment": "crop_pad_flip"}
     else:
         inputs = torch.randint(0, 256, (n, 3, 224, 224), generator=gen, dtype=torch.uint8)
         meta = {"augment": "crop_flip"}
@@ -67,6 +75,10 @@ def recipe(name: str) -> tuple[dict, dict]:
     if name == "multinli":
         model = {"arch": "bert", "width": 768, "pretrained": "none"}
         cfg = {"optimizer": "adamw", "lr": 1e-5, "weight_decay": 0.0, "augment": False}
+    elif name == "cifar10":
+        model = {"arch": "resnet18_cifar", "width": 16, "pretrained": "none"}
+        cfg = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-4, "augment": True, "batch_size": 256}
+        return model, {"warmup_epochs": 0, "schedule": "const", "momentum": 0.9, **cfg}
     else:
         model = {"arch": "resnet18", "width": 16, "pretrained": "none"}
         cfg = {"optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "weight_decay": 1e-4, "augment": True}
@@ -104,6 +116,32 @@ class JpegFolder(torch.utils.data.Dataset):
             return self.transform(im.convert("RGB")), int(self.labels[i])
 
 
+class ArrayImages(torch.utils.data.Dataset):
+    """sharp-unlearn's CIFAR pipeline: images held in memory as uint8 arrays (torchvision's CIFAR10),
+    made PIL images and transformed in a worker."""
+
+    def __init__(self, images: torch.Tensor, labels: np.ndarray):
+        from torchvision import transforms
+
+        self.images, self.labels = images.permute(0, 2, 3, 1).numpy(), labels
+        self.transform = transforms.Compose(
+            [
+                transforms.RandomCrop(32, padding=4),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                transforms.Normalize([0.5] * 3, [0.5] * 3),
+            ]
+        )
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
 def write_jpegs(folder: Path, n: int) -> list[Path]:
     """``n`` smooth random 178 x 218 JPEGs (CelebA's size; smooth so that they compress and
     decode like photographs rather than like noise)."""
@@ -123,7 +161,9 @@ def official_epochs(
     name: str, model, cfg: dict, prep: Prepared, jpegs: list[Path] | None, workers: int, dev, bf16: bool
 ) -> float:
     """Samples/s of the second of two epochs of an official-style loop over the same samples."""
-    if jpegs is not None:
+    if name == "cifar10":
+        data = ArrayImages(prep.inputs, prep.y)
+    elif jpegs is not None:
         data = JpegFolder(jpegs, prep.y)
     else:
         data = torch.utils.data.TensorDataset(prep.inputs.long(), torch.as_tensor(prep.y))
@@ -178,11 +218,11 @@ def main():
     name_of_dev = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name_of_dev}, torch {torch.__version__}, {args.samples} samples per timed epoch")
     print(
-        f"{'dataset':11s} {'model':9s} {'precision':9s} {'train samples/s':>15s} {'eval samples/s':>15s} "
+        f"{'dataset':11s} {'model':14s} {'precision':9s} {'train samples/s':>15s} {'eval samples/s':>15s} "
         f"{'s / epoch':>10s} {'official/s':>10s} {'ratio':>6s}  train split"
     )
     with tempfile.TemporaryDirectory(prefix="grmu-jpegs-") as tmp:
-        jpegs = write_jpegs(Path(tmp), args.samples) if args.official and set(args.datasets) - {"multinli"} else None
+        jpegs = write_jpegs(Path(tmp), args.samples) if args.official and set(args.datasets) - set(FP32) else None
         for name in args.datasets:
             seed_everything(0)
             prep = stand_in(name, args.samples)
@@ -191,8 +231,8 @@ def main():
                 model_cfg, prep.n_classes, prep.meta["input_shape"], vocab_size=prep.meta.get("vocab_size")
             )
             model.to(dev)
-            # the protocols' precision: auto (bf16 on a GPU) for ResNet; the official BERT runs are fp32
-            model.precision = run_precision("fp32" if name == "multinli" else "auto", dev)
+            # the protocols' precision: auto (bf16 on a GPU) for ResNet; the official BERT and CIFAR runs are fp32
+            model.precision = run_precision("fp32" if name in FP32 else "auto", dev)
             idx = np.arange(args.samples)
             p = Pass("train", idx, batch_size=cfg["batch_size"])
             fit(model, prep, lambda e: [p], {**cfg, "epochs": 1}, seed=0, desc=f"{name} warm-up")
@@ -214,7 +254,7 @@ def main():
                     model,
                     cfg,
                     prep,
-                    None if name == "multinli" else jpegs,
+                    None if name in FP32 else jpegs,
                     min(args.workers, os.cpu_count() or 1),
                     dev,
                     model.precision == "bf16",
@@ -223,7 +263,7 @@ def main():
             size = TRAIN_SIZE[name]
             seconds, split = (size / train_rate, f"{size:,}") if size else (10_000 / train_rate, "per 10,000")
             print(
-                f"{name:11s} {model_cfg['arch']:9s} {model.precision:9s} {train_rate:15.0f} {eval_rate:15.0f} "
+                f"{name:11s} {model_cfg['arch']:14s} {model.precision:9s} {train_rate:15.0f} {eval_rate:15.0f} "
                 f"{seconds:10.0f} {official:>10s} {ratio:>6s}  {split}",
                 flush=True,
             )

@@ -78,7 +78,9 @@ def test_each_population_is_made_of_the_models_it_names(prepared_dir, audited):
     # the references never saw a forget example: retrained on the remaining set, they differ
     # from the originals (same architecture, other seeds and data)
     assert not np.allclose(ref["logits_retrained"], ref["logits_original"])
-    assert (ref["acc_retrained"][:, 2] < ref["acc_original"][:, 2]).all()  # forget accuracy drops
+    # forget accuracy drops (on the mean: one original of these 1-epoch models can miss the forget
+    # group too, as one did on a GPU)
+    assert ref["acc_retrained"][:, 2].mean() < ref["acc_original"][:, 2].mean() - 10
 
 
 def test_the_numbers_come_from_the_right_populations(prepared_dir, audited):

@@ -21,7 +21,17 @@ from grmu.stages.forget_set import run as forget_set
 from tests.conftest import repo_params, small_params
 
 ROOT = Path(__file__).resolve().parents[1]
-DELETE = object()
+
+
+class _Delete:
+    """The marker of a case that deletes the key; its repr keeps test ids the same in every process
+    (pytest-xdist's workers must collect the same ids)."""
+
+    def __repr__(self):
+        return "<deleted>"
+
+
+DELETE = _Delete()
 
 
 def snapshot(folder: Path) -> dict:

@@ -281,3 +281,34 @@ def test_fit_under_a_process_group_wraps_and_unwraps_the_model(prep, one_process
     assert not torch.equal(runs[0]["body.1.running_var"], torch.ones(8))
     with pytest.raises(GrmuError, match="pass 'f' uses partner batches.*use distributed.processes 1"):
         fit(model, prep, lambda e: [Pass("f", tr, partner=tr)], cfg, seed=0)
+
+
+class NewDDP(torch.nn.Module):
+    """DDP's signature in PyTorch 2.14, as far as grmu calls it."""
+
+    def __init__(self, module, device_ids=None, forward_sync_buffers=None):
+        super().__init__()
+        self.module, self.sync = module, {"forward_sync_buffers": forward_sync_buffers}
+
+
+class OldDDP(torch.nn.Module):
+    """DDP's signature before ``forward_sync_buffers`` (torch 2.11, say)."""
+
+    def __init__(self, module, device_ids=None, broadcast_buffers=True):
+        super().__init__()
+        self.module, self.sync = module, {"broadcast_buffers": broadcast_buffers}
+
+
+@pytest.mark.parametrize("ddp,option", [(NewDDP, "forward_sync_buffers"), (OldDDP, "broadcast_buffers")])
+def test_ddp_gets_no_buffer_sync_under_the_name_its_torch_knows(prep, one_process_group, monkeypatch, ddp, option):
+    """PyTorch 2.14 names the switch ``forward_sync_buffers`` (deprecating ``broadcast_buffers``);
+    the older releases that ``torch>=2.4`` admits know only ``broadcast_buffers`` and refuse the
+    new name (seen on torch 2.11: a TypeError). Either way DDP is told not to sync buffers."""
+    import torch.nn.parallel
+
+    from grmu.distributed import data_parallel
+
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", ddp)
+    model = new_model(small_params()["model"], prep)
+    with data_parallel(model) as wrapped:
+        assert wrapped.module is model and wrapped.sync == {option: False}

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from grmu.inference import predictions, to_input
 from grmu.models import load_checkpoint, new_model, run_precision
+from grmu.runtime import device
 from grmu.stages import evaluate as evaluate_stage
 from grmu.stages import pretrain, retrain
 from grmu.stages.forget_set import run as forget_set
@@ -38,12 +39,14 @@ def test_bf16_losses_are_what_predictions_give(prep):
     model = new_model(p["model"], prep, seed=0)
     idx = prep.indices("test")[:64]
     pred, loss = predictions(model, prep, {"test": idx})
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        logits = model.eval()(to_input(prep.inputs[torch.as_tensor(idx)], "cpu"))
+    dev = device()  # the suite's device: the CPU here, CUDA on a GPU machine (bench/gpu.sh)
+    with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16):
+        logits = model.eval()(to_input(prep.inputs[torch.as_tensor(idx)], dev))
     assert logits.dtype == torch.bfloat16
-    want = F.cross_entropy(logits, torch.as_tensor(prep.y[idx]), reduction="none").float().numpy()
+    y = torch.as_tensor(prep.y[idx], device=dev)
+    want = F.cross_entropy(logits, y, reduction="none").float().cpu().numpy()
     np.testing.assert_array_equal(loss[idx], want)
-    assert bf16_exact(loss[idx]) and (pred[idx] == logits.float().argmax(1).numpy()).all()
+    assert bf16_exact(loss[idx]) and (pred[idx] == logits.float().argmax(1).cpu().numpy()).all()
     model.precision = "fp32"
     _, loss32 = predictions(model, prep, {"test": idx})
     assert not bf16_exact(loss32[idx]) and np.abs(loss32[idx] - loss[idx]).max() > 0
@@ -56,7 +59,7 @@ def test_training_runs_its_forward_passes_under_autocast_and_repeats_exactly(pre
     seen = []
 
     def loss(model, x, y, g):
-        seen.append(torch.is_autocast_enabled("cpu"))
+        seen.append(torch.is_autocast_enabled(device().type))
         return F.cross_entropy(model(x), y)
 
     def run(precision):
@@ -68,7 +71,7 @@ def test_training_runs_its_forward_passes_under_autocast_and_repeats_exactly(pre
             lambda e: [Pass("train", idx, loss, 64)],
             cfg,
             seed=3,
-            on_epoch_start=lambda e: hook.append(torch.is_autocast_enabled("cpu")),
+            on_epoch_start=lambda e: hook.append(torch.is_autocast_enabled(device().type)),
         )
         return {k: v.clone() for k, v in model.state_dict().items()}, hook
 

@@ -13,6 +13,8 @@ import grmu.protocols as P
 from grmu import GrmuError
 from grmu.cli import main
 from grmu.config import load_params, validate
+from grmu.models import run_precision
+from grmu.runtime import device
 from grmu.stages import pretrain, retrain
 from grmu.stages.forget_set import run as forget_set
 from grmu.stages.prepare import run as prepare
@@ -299,5 +301,6 @@ def test_pretrain_and_gdro_train_with_the_protocol_and_record_it(name, data_dir,
     assert gdro_info["eta"] == g["eta"] and gdro_info["model"]["precision"] == (
         g["precision"] or want["model"]["precision"]
     )
-    assert pre["model"].precision == gdro["model"].precision == "fp32"  # auto on the CPU
+    # auto: fp32 on the CPU, bf16 on a GPU
+    assert pre["model"].precision == gdro["model"].precision == run_precision("auto", device())
     assert "eta" not in torch.load(tmp_path / "pre.pt", weights_only=True)["info"]

@@ -8,6 +8,7 @@ import pytest
 from grmu.inference import model_accuracy
 from grmu.metrics import forget_group_accuracy
 from grmu.models import load_checkpoint, model_for
+from grmu.runtime import device
 from grmu.prepared import load_prepared
 from grmu.splits import load_forget, remaining_indices
 from grmu.stages.evaluate import run as evaluate
@@ -185,7 +186,7 @@ def test_a_model_stage_saves_its_outputs_on_every_sample_as_an_evaluation_would_
 
     p, d = trained
     prep = load_prepared(prepared_dir)
-    model = model_for(p["model"], prep, load_weights=False)
+    model = model_for(p["model"], prep, load_weights=False).to(device())  # where the stage computed them
     info = load_checkpoint(d / "pre.pt", model)
     logits = np.zeros((len(prep.y), prep.n_classes), dtype=np.float32)
     pred, loss = predictions(model, prep, {s: prep.indices(s) for s in SPLITS}, 512, logits)

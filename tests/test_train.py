@@ -198,7 +198,8 @@ def test_same_params_and_seed_give_identical_weights_and_metrics(prepared_dir, t
 
 def test_seeding_asks_torch_for_deterministic_kernels_without_loading_the_compiler():
     """Each training stage seeds every RNG and turns on torch's deterministic algorithms (warn
-    only); it need not import torch's compiler config for that (seconds per stage)."""
+    only), without their NaN fill of every new tensor (hundreds of kernel launches per GPU step);
+    it need not import torch's compiler config for that (seconds per stage)."""
     import subprocess
     import sys
 
@@ -210,7 +211,7 @@ def test_seeding_asks_torch_for_deterministic_kernels_without_loading_the_compil
         "seed_everything(3)\n"
         "assert a == (random.random(), float(np.random.rand()), float(torch.rand(1)))\n"
         "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),\n"
-        "      'torch._inductor.config' in sys.modules)\n"
+        "      torch.utils.deterministic.fill_uninitialized_memory, 'torch._inductor.config' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["True", "True", "False"]
+    assert out == ["True", "True", "False", "False"]

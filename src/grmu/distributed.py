@@ -239,6 +239,18 @@ def _swap_batchnorm(model: nn.Module, make) -> None:
         setattr(model.get_submodule(parent), leaf, new)
 
 
+def buffer_sync_option() -> str:
+    """The name of DDP's switch for syncing buffers before each forward: ``forward_sync_buffers``
+    where PyTorch has it (it deprecates ``broadcast_buffers``), else ``broadcast_buffers`` (the
+    older releases that grmu's ``torch>=2.4`` admits)."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    return "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+
+
 @contextmanager
 def data_parallel(model: nn.Module):
     """Yield the module that training runs forward through: ``model`` itself in one process;
@@ -252,9 +264,10 @@ def data_parallel(model: nn.Module):
     cuda = next(model.parameters()).is_cuda
     kinds = {n: type(m) for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
     _swap_batchnorm(model, lambda name, bn: nn.SyncBatchNorm if cuda else GlooSyncBatchNorm)
+    # BatchNorm buffers agree already: no buffer sync before each forward
     ddp = DistributedDataParallel(
-        model, device_ids=[torch.cuda.current_device()] if cuda else None, forward_sync_buffers=False
-    )  # BatchNorm buffers agree already
+        model, device_ids=[torch.cuda.current_device()] if cuda else None, **{buffer_sync_option(): False}
+    )
     ddp.precision = getattr(model, "precision", "fp32")  # autocast reads it (grmu.inference)
     try:
         yield ddp
