@@ -30,7 +30,9 @@ def _free_port() -> int:
 
 
 def _env(**extra) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", **extra}
+    """The stage processes' environment: CPU processes on gloo, also on a machine with GPUs (one
+    GPU refuses two processes; NCCL's own path needs a GPU each, bench/gpu.sh's machine has one)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", **extra}
     env.pop("LOCAL_RANK", None)
     return env
 
