@@ -57,6 +57,16 @@ def arrays(path):
         return {k: f[k] for k in f.files}
 
 
+def test_a_rerun_writes_the_same_bytes(prepared_dir, audited, tmp_path):
+    """Same params and seeds: the populations' files are byte-identical (no wall time in them), so
+    a forced rerun of audit_train or audit_unlearn leaves DVC nothing to rerun downstream."""
+    p, d, _ = audited
+    audit_train.run(p, prepared_dir, d / "f.json", tmp_path / "trained")
+    audit_unlearn.run(p, prepared_dir, d / "f.json", tmp_path / "trained", tmp_path / "unl.npz")
+    for name in ("trained/references.npz", "unl.npz", *(f"trained/original/{s}.pt" for s in (40, 41, 42))):
+        assert (tmp_path / name).read_bytes() == (d / name).read_bytes(), name
+
+
 def test_each_population_is_made_of_the_models_it_names(prepared_dir, audited):
     p, d, _ = audited
     prep = load_prepared(prepared_dir)
@@ -290,3 +300,13 @@ def test_the_eps_plots_split_by_memorization_level_where_there_is_one():
     assert audit.panels(df) == ("level", ["high", "low"])
     assert audit.panels(df.assign(level="")) == ("group", ["a", "b"])
     assert audit.panels(df.drop(columns="level")) == ("group", ["a", "b"])
+
+
+def test_every_experiment_of_a_report_plot_gets_its_own_colour():
+    """A comparison with RUM draws 11 and more experiments: matplotlib's 10-colour cycle would give
+    the first and the eleventh the same colour."""
+    from grmu.report.audit import line_colors
+
+    assert line_colors(3) == ["C0", "C1", "C2"]
+    for n in (11, 16, 20):
+        assert len({tuple(c) for c in line_colors(n)}) == n

@@ -128,6 +128,16 @@ def audit_table(audits: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def line_colors(n: int) -> list:
+    """A distinct colour for each of ``n`` lines: matplotlib's 10-colour cycle, or the 20 colours
+    of ``tab20`` for more (a method comparison with RUM has 11 and more)."""
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    from matplotlib import colormaps
+
+    return [colormaps["tab20"](i % 20) for i in range(n)]
+
+
 def plot_audits(audits: list[dict], path: Path) -> None:
     """The share of forget examples with ε ≤ x, one line per experiment (and doing nothing,
     dotted), a panel per group (per memorization level for memorization forget sets); ε beyond
@@ -138,6 +148,7 @@ def plot_audits(audits: list[dict], path: Path) -> None:
     column, groups = panels(pd.concat([a["examples"] for a in audits]))
     fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4.0), squeeze=False)
     top = max(np.ceil(np.log(a["result"]["models"] - 1)) for a in audits) + 0.5
+    colors = line_colors(len(audits))
     for ax, group in zip(axes[0], groups):
         drawn = set()
         for i, a in enumerate(audits):
@@ -153,7 +164,7 @@ def plot_audits(audits: list[dict], path: Path) -> None:
                     np.arange(1, len(x) + 1) / max(len(x), 1),
                     where="post",
                     ls=style,
-                    color="k" if style == ":" else f"C{i % 10}",
+                    color="k" if style == ":" else colors[i],
                     label=f"{label} r={a['ratio']}",
                 )
         ax.set_xlim(0, top)
