@@ -153,3 +153,21 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             tmp.write_bytes(b"half")
             raise RuntimeError("crash mid-write")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_an_atomic_write_gets_the_mode_a_plain_write_would(tmp_path, mask, mode):
+    """Not mkstemp's private 0600: a report or metrics file must be readable by whoever the user's
+    umask lets read it (a team's shared results folder)."""
+    import os
+
+    from grmu.runtime import atomic_path
+
+    old = os.umask(mask)
+    try:
+        with atomic_path(tmp_path / "out.md") as tmp:
+            tmp.write_text("x")
+        (tmp_path / "plain.md").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.md").stat().st_mode & 0o777 == mode == (tmp_path / "plain.md").stat().st_mode & 0o777

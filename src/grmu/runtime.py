@@ -103,6 +103,12 @@ def write_failed(path, e: OSError) -> GrmuError:
     return GrmuError(f"cannot write {path}: {reason}; {hints.get(e.errno, 'nothing was saved')}")
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
@@ -116,6 +122,7 @@ def atomic_path(path: str | Path):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 → what open() would have made
         os.replace(tmp, path)
     except OSError as e:
         raise write_failed(path, e) from e
