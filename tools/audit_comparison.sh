@@ -4,8 +4,9 @@
 # per side, the first seed's forget set). Only the audit's stages and what they need run
 # (`dvc exp run audit@0.5`: the first seed's PRETRAIN and forget set, then audit_train once, the
 # 16 originals and 16 RETRAIN+REWEIGHT references shared by every method; per method its 16
-# unlearnings and the numbers), so the experiments carry no new paper metrics (those are in docs/results.md) and the table is built from
-# the audits alone (grmu.report.audit). From the repository root with the venv active:
+# unlearnings and the numbers), so the experiments carry no new paper metrics (those are in
+# docs/results.md) and the table is built from the audits alone (grmu.report.audit). From the
+# repository root with the venv active:
 #     bash tools/audit_comparison.sh            (about 25 minutes on 2 CPU cores)
 # DATASET=mnist FORGET=random REFERENCE=retrain_erm bash tools/audit_comparison.sh: 10 classes, a random
 # forget set of 300 examples (ratio 0.1; every class is a group), plain RETRAIN as the reference.
